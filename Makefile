@@ -1,0 +1,33 @@
+# The README's commands. Everything the project needs is installed by `make setup` into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes, so a second `make setup` takes a second.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -c "import torch, torchvision, decord, av; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/action100m demo
+
+bench: setup
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script --quick; done
+
+lint: setup
+	$(VENV)/bin/ruff check action100m data_build tests benchmarks *.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

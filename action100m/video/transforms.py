@@ -1,0 +1,58 @@
+"""Clip preprocessing in plain torch (no torchvision transforms), on uint8 THWC frames from a source."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_float_tchw(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (T, H, W, C) → float32 (T, C, H, W) in [0, 1]."""
+    if frames.dtype != torch.uint8 or frames.ndim != 4:
+        raise ValueError(f"expected uint8 frames of shape (T, H, W, C), got {frames.dtype} {tuple(frames.shape)}")
+    return frames.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resize_short_side(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize float (T, C, H, W) so that its shorter side is `size`, keeping the aspect ratio."""
+    height, width = clip.shape[-2:]
+    scale = size / min(height, width)
+    new_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if new_hw == (height, width):
+        return clip
+    return F.interpolate(clip, size=new_hw, mode="bilinear", align_corners=False, antialias=True)
+
+
+def center_crop(clip: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    crop_h, crop_w = (size, size) if isinstance(size, int) else size
+    height, width = clip.shape[-2:]
+    if crop_h > height or crop_w > width:
+        raise ValueError(f"crop {crop_h}x{crop_w} larger than frame {height}x{width}")
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return clip[..., top : top + crop_h, left : left + crop_w]
+
+
+def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    shape = (1, -1, 1, 1)
+    mean_t = torch.tensor(mean, dtype=clip.dtype, device=clip.device).view(shape)
+    std_t = torch.tensor(std, dtype=clip.dtype, device=clip.device).view(shape)
+    return (clip - mean_t) / std_t
+
+
+def preprocess_clip(
+    frames: torch.Tensor,
+    crop_size: int,
+    short_side: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 THWC → normalised float TCHW: resize the short side (default crop·256/224, as V-JEPA 2
+    evaluates), centre-crop to `crop_size`, normalise."""
+    short_side = short_side or round(crop_size * 256 / 224)
+    clip = resize_short_side(to_float_tchw(frames), short_side)
+    return normalize(center_crop(clip, crop_size), mean, std)
