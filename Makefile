@@ -27,7 +27,7 @@ bench: setup
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script --quick; done
 
 lint: setup
-	$(VENV)/bin/ruff check action100m data_build tests benchmarks *.py
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

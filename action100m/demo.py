@@ -72,7 +72,11 @@ def run_demo(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     print("Action100M demo: the parts built so far")
-    summary = {"video": _video_check(cfg, out), "schema": _schema_check(cfg), "not_yet_built": list(NOT_YET_BUILT)}
+    summary = {
+        "video": _video_check(cfg, out),
+        "schema": _schema_check(cfg),
+        "not_yet_built": list(NOT_YET_BUILT),
+    }
     print("Not built yet, so not run: " + "; ".join(NOT_YET_BUILT) + ".")
     summary["minutes"] = round((time.perf_counter() - started) / 60, 3)
     write_json_atomic(out / "summary.json", summary)

@@ -82,7 +82,9 @@ class Annotation:
                 if not isinstance(part[key], str):
                     raise RecordError(f"{where}: annotation.{group}.{key} must be a string")
         summary, action = data["summary"], data["action"]
-        return cls(summary["brief"], summary["detailed"], action["brief"], action["detailed"], action["actor"])
+        return cls(
+            summary["brief"], summary["detailed"], action["brief"], action["detailed"], action["actor"]
+        )
 
 
 @dataclass

@@ -19,7 +19,9 @@ from action100m.video.source import (
 BACKENDS: dict[str, type[VideoSource]] = {"decord": DecordSource, "pyav": PyAVSource}
 
 
-def open_video(src: VideoInput, backend: str = "decord", name: str | None = None, **options: Any) -> VideoSource:
+def open_video(
+    src: VideoInput, backend: str = "decord", name: str | None = None, **options: Any
+) -> VideoSource:
     """A lazily-opened `VideoSource` for a path or bytes, read with `backend` ("decord" or "pyav")."""
     try:
         source_class = BACKENDS[backend]

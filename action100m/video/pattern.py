@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 
 
-def moving_square_frames(num_frames: int, height: int = 48, width: int = 64, square: int = 8) -> Iterator[np.ndarray]:
+def moving_square_frames(
+    num_frames: int, height: int = 48, width: int = 64, square: int = 8
+) -> Iterator[np.ndarray]:
     """RGB uint8 frames (H, W, 3): a white square sliding right and down over a background whose
     green channel steps with the frame index."""
     span_x, span_y = max(1, width - square), max(1, height - square)

@@ -14,7 +14,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def to_float_tchw(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (T, H, W, C) → float32 (T, C, H, W) in [0, 1]."""
     if frames.dtype != torch.uint8 or frames.ndim != 4:
-        raise ValueError(f"expected uint8 frames of shape (T, H, W, C), got {frames.dtype} {tuple(frames.shape)}")
+        raise ValueError(
+            f"expected uint8 frames of shape (T, H, W, C), got {frames.dtype} {tuple(frames.shape)}"
+        )
     return frames.permute(0, 3, 1, 2).float().div_(255.0)
 
 
