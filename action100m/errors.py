@@ -11,3 +11,12 @@ class ConfigError(Action100MError):
 
 class RecordError(Action100MError):
     """A video record that breaks the schema: bad id, span outside the video, nodes that do not tile."""
+
+
+class StageError(Action100MError):
+    """A pipeline stage could not process one video or node; the builder records it and moves on."""
+
+    def __init__(self, video_uid: str, stage: str, reason: str, node_id: str | None = None):
+        self.video_uid, self.stage, self.reason, self.node_id = video_uid, stage, reason, node_id
+        where = f"video {video_uid}" + (f": node {node_id}" if node_id else "")
+        super().__init__(f"{where}: {stage}: {reason}")
