@@ -1,0 +1,259 @@
+"""All three interfaces served by an OpenAI-compatible Chat Completions server (`vllm serve`, ...).
+
+The backend owns one event loop in a daemon thread and one pooled HTTP client on it, so connections
+are reused across batch calls and the sync API works whether or not the caller runs a loop of its
+own. A batch becomes one request per item, at most `concurrency` in flight; each request is retried
+with exponential backoff and jitter on 429, 5xx, timeouts, connection errors and unreadable bodies,
+and an item that still fails comes back as a `BackendError` in its place.
+
+The API key is read from the environment variable named in the config at request time; it is never
+stored on the backend, so it cannot reach `describe()`, `repr()`, logs or shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import random
+import re
+import threading
+from collections.abc import Coroutine
+from dataclasses import asdict
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import torch
+
+from action100m.backends.base import (
+    LLM,
+    BackendError,
+    GenerationConfig,
+    ImageCaptioner,
+    Message,
+    VideoCaptioner,
+    check_clip,
+    check_image,
+)
+from action100m.backends.config import HTTPConfig, ImageFormat, Transport, VideoInput
+from action100m.backends.http_transport import AiohttpTransport, Fatal, OpenAITransport, Retryable
+from action100m.backends.media import image_data_url, video_data_url
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Item = dict[str, Any] | BackendError  # a request payload, or the error that replaces it
+
+
+class _LoopThread:
+    """An asyncio loop running in a daemon thread; coroutines are handed to it from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="http-backend-loop", daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. Ctrl-C: do not leave the batch running behind the caller's back
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
+    kind = "openai"
+    enforces_json_schema = True  # sent as `response_format`; vLLM constrains decoding to the schema
+
+    def __init__(
+        self, model: str, http: HTTPConfig | None = None, generation: GenerationConfig | None = None
+    ):
+        self.model_id = model
+        self.http = http or HTTPConfig()
+        self.generation = generation or GenerationConfig()
+        if self.http.concurrency < 1:
+            raise self.error(f"concurrency must be ≥ 1, got {self.http.concurrency}")
+        self._loop = _LoopThread()
+        if self.http.transport == Transport.openai:
+            self._transport: Any = OpenAITransport(self.http.base_url, self.http.timeout_s, self._api_key)
+        else:
+            self._transport = AiohttpTransport(self.http.base_url, self.http.concurrency, self.http.timeout_s)
+        self._loop.run(self._transport.open())
+        self._slots = asyncio.Semaphore(self.http.concurrency)
+        self._image_format = ImageFormat(self.http.image_format).value
+        if self.http.check_model:
+            self._check_model()
+
+    # --- the three interfaces: sync, and async for callers that run their own loop
+
+    def caption_images(self, images: list[torch.Tensor], prompt: str) -> list[str | BackendError]:
+        return self._loop.run(self._send(self._image_items(images, prompt)))
+
+    def caption_videos(self, clips: list[torch.Tensor], prompt: str) -> list[str | BackendError]:
+        return self._loop.run(self._send(self._video_items(clips, prompt)))
+
+    def complete(
+        self, conversations: list[list[Message]], json_schema: dict[str, Any] | None = None
+    ) -> list[str | BackendError]:
+        return self._loop.run(self._send(self._llm_items(conversations, json_schema)))
+
+    async def acaption_images(self, images: list[torch.Tensor], prompt: str) -> list[str | BackendError]:
+        return await asyncio.wrap_future(self._loop.submit(self._send(self._image_items(images, prompt))))
+
+    async def acaption_videos(self, clips: list[torch.Tensor], prompt: str) -> list[str | BackendError]:
+        return await asyncio.wrap_future(self._loop.submit(self._send(self._video_items(clips, prompt))))
+
+    async def acomplete(
+        self, conversations: list[list[Message]], json_schema: dict[str, Any] | None = None
+    ) -> list[str | BackendError]:
+        items = self._llm_items(conversations, json_schema)
+        return await asyncio.wrap_future(self._loop.submit(self._send(items)))
+
+    def describe(self) -> dict[str, Any]:
+        settings = {key: getattr(value, "value", value) for key, value in asdict(self.http).items()}
+        settings["base_url"] = _without_credentials(self.http.base_url)
+        return {**super().describe(), **settings}
+
+    def close(self) -> None:
+        if self._loop.loop.is_closed():
+            return
+        self._loop.run(self._transport.close())
+        self._loop.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"HTTPChatBackend(model={self.model_id!r}, base_url={_without_credentials(self.http.base_url)!r})"
+        )
+
+    # --- payloads (built in the caller's thread: image encoding must not stall the event loop)
+
+    def _image_items(self, images: list[torch.Tensor], prompt: str) -> list[Item]:
+        return [
+            self.error(problem)
+            if (problem := check_image(image))
+            else self._payload([self._image_part(image)], prompt)
+            for image in images
+        ]
+
+    def _video_items(self, clips: list[torch.Tensor], prompt: str) -> list[Item]:
+        items: list[Item] = []
+        for clip in clips:
+            if problem := check_clip(clip):
+                items.append(self.error(problem))
+            elif self.http.video_input == VideoInput.video:
+                part = {
+                    "type": "video_url",
+                    "video_url": {"url": video_data_url(clip, self.http.jpeg_quality)},
+                }
+                items.append(self._payload([part], prompt))
+            else:
+                items.append(self._payload([self._image_part(frame) for frame in clip], prompt))
+        return items
+
+    def _llm_items(
+        self, conversations: list[list[Message]], json_schema: dict[str, Any] | None
+    ) -> list[Item]:
+        extra = {} if json_schema is None else {"response_format": response_format(json_schema)}
+        return [self._request_body(conversation, extra) for conversation in conversations]
+
+    def _image_part(self, image: torch.Tensor) -> dict[str, Any]:
+        url = image_data_url(image, self._image_format, self.http.jpeg_quality)
+        return {"type": "image_url", "image_url": {"url": url}}
+
+    def _payload(self, media_parts: list[dict[str, Any]], prompt: str) -> dict[str, Any]:
+        content = [*media_parts, {"type": "text", "text": prompt}]
+        return self._request_body([{"role": "user", "content": content}], {})
+
+    def _request_body(self, messages: list[Message], extra: dict[str, Any]) -> dict[str, Any]:
+        g = self.generation
+        body: dict[str, Any] = {"model": self.model_id, "messages": messages, "max_tokens": g.max_new_tokens}
+        if g.do_sample:
+            body.update(temperature=g.temperature, top_p=g.top_p)
+        else:
+            body["temperature"] = 0.0  # greedy, as vLLM and the OpenAI API define it
+        if g.seed is not None:
+            body["seed"] = g.seed
+        return {**body, **extra}
+
+    # --- sending
+
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.http.api_key_env) if self.http.api_key_env else None
+
+    def _headers(self) -> dict[str, str]:
+        key = self._api_key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    async def _send(self, items: list[Item]) -> list[str | BackendError]:
+        headers = self._headers()
+        return list(await asyncio.gather(*(self._one(item, headers) for item in items)))
+
+    async def _one(self, item: Item, headers: dict[str, str]) -> str | BackendError:
+        if isinstance(item, BackendError):
+            return item
+        attempts = self.http.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                async with self._slots:  # held only while a request is on the wire, not while backing off
+                    return await self._transport.chat(item, headers)
+            except Fatal as err:
+                return self.error(str(err))
+            except Retryable as err:
+                if attempt + 1 == attempts:
+                    return self.error(f"{err} (gave up after {attempts} attempts)")
+                delay = self._backoff(attempt, err.retry_after)
+                log.debug("%s: %s; retry %d in %.2f s", self.model_id, err, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        # Jitter spreads out the retries of a whole batch that failed at once (a restarting server).
+        delay = min(self.http.backoff_max_s, self.http.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.http.backoff_max_s))
+        return delay
+
+    def _check_model(self) -> None:
+        """Fail fast on a wrong model name or key; a server not up yet only gets a warning."""
+        timeout = min(10.0, self.http.timeout_s)
+        try:
+            served = self._loop.run(
+                asyncio.wait_for(self._transport.models(self._headers(), timeout), timeout)
+            )
+        except Fatal as err:
+            self.close()
+            raise self.error(f"start-up check at {_without_credentials(self.http.base_url)}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - any failure to reach the server is reported per item later
+            log.warning(
+                "%s: %s unreachable at start-up (%s: %s); failed requests will be recorded per item",
+                self.model_id, _without_credentials(self.http.base_url), type(err).__name__, err,
+            )  # fmt: skip
+            return
+        if self.model_id not in served:
+            self.close()
+            url = _without_credentials(self.http.base_url)
+            raise self.error(f"not served at {url}; it serves {served}")
+
+
+def response_format(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """The Chat Completions `response_format` that constrains the reply to `json_schema`."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(json_schema.get("title", "response")))[:64]
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": json_schema, "strict": True}}
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
