@@ -1,0 +1,59 @@
+"""The backend presets in configs/backend/ are typed, name the paper's models, and build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from action100m.backends import BackendConfig, BackendError, BackendKind, build_backend
+from action100m.backends.fake_server import FakeChatServer
+from action100m.errors import ConfigError
+
+PRESETS = sorted((Path(__file__).resolve().parents[2] / "configs" / "backend").glob("*.yaml"))
+PAPER_MODELS = {
+    "paper_frame_captioner": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+    "paper_segment_captioner": "facebook/Perception-LM-3B",
+    "paper_llm": "openai/gpt-oss-120b",
+}
+
+
+def load(path: Path) -> BackendConfig:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BackendConfig), OmegaConf.load(path)))
+
+
+def test_every_paper_model_has_a_local_and_a_vllm_preset():
+    names = {path.stem for path in PRESETS}
+    for name, model in PAPER_MODELS.items():
+        assert {name, f"{name}_vllm"} <= names
+        local, served = (
+            load(PRESETS[0].with_name(f"{name}.yaml")),
+            load(PRESETS[0].with_name(f"{name}_vllm.yaml")),
+        )
+        assert local.model == served.model == model
+        assert local.kind == BackendKind.transformers and served.kind == BackendKind.openai
+        assert local.interface == served.interface
+
+
+@pytest.mark.parametrize("path", [p for p in PRESETS if load(p).kind == BackendKind.transformers], ids=str)
+def test_local_presets_fail_fast_offline_naming_the_model(path):
+    cfg = OmegaConf.merge(OmegaConf.structured(BackendConfig), OmegaConf.load(path))
+    cfg.transformers.local_files_only = True  # no weights here: loading must stop at once, with the id
+    with pytest.raises(BackendError, match=cfg.model):
+        build_backend(cfg)
+
+
+@pytest.mark.parametrize("path", [p for p in PRESETS if load(p).kind == BackendKind.openai], ids=str)
+def test_vllm_presets_build_against_a_server_serving_their_model(path):
+    cfg = OmegaConf.merge(OmegaConf.structured(BackendConfig), OmegaConf.load(path))
+    with FakeChatServer(model=cfg.model) as server:
+        cfg.http.base_url = server.base_url
+        with build_backend(cfg) as backend:
+            assert backend.describe()["model"] == cfg.model
+            assert backend.complete([[{"role": "user", "content": "hi"}]]) == ["hi"]
+
+
+def test_a_typo_in_a_backend_config_names_the_key():
+    with pytest.raises(ConfigError, match="concurency"):
+        build_backend({"interface": "llm", "kind": "openai", "model": "m", "http": {"concurency": 8}})
