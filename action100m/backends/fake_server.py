@@ -86,10 +86,6 @@ class FakeChatServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def reset_counters(self) -> None:
-        self.requests_total = self.max_in_flight = 0
-        self.received.clear()
-
     def start(self) -> FakeChatServer:
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -133,7 +129,6 @@ class FakeChatServer:
         app = web.Application(client_max_size=256 * 1024**2)  # a 32-frame clip as PNGs is large
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/v1/fake/stats", self._stats)
         # Hung handlers must end when their client gives up, so a timeout test leaves nothing behind.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -188,10 +183,6 @@ class FakeChatServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        stats = {"requests_total": self.requests_total, "max_in_flight": self.max_in_flight}
-        return web.json_response(stats)
 
 
 def _error(status: int, message: str) -> web.Response:
