@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from sklearn.cluster import ward_tree
 
 from action100m.errors import StageError
@@ -44,7 +45,10 @@ class SegmentConfig:
     device: str = "cpu"
     dtype: str = "float32"
     min_duration: float = 0.5  # a node keeps its two children only if both last this long
-    pixel_size: int = 16  # pixel features: frames are reduced to this many pixels a side
+    # > 0: append the robust temporal change of the V-JEPA 2 features, with this weight (0: the paper)
+    motion_weight: float = 0.0
+    pixel_size: int = 32  # pixel features: frames are centre-cropped to this many pixels a side
+    pixel_grid: int = 4  # ... and described on a grid of this many cells a side
 
 
 @dataclass
@@ -69,6 +73,15 @@ def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
     if starts[-1] + window < num_frames:
         starts.append(num_frames - window)
     return starts
+
+
+def robust_motion(features: torch.Tensor, lag: int) -> torch.Tensor:
+    """sqrt |change| over `lag` frames, kept only where the change holds on both sides of a frame:
+    a one-frame jump (a scene cut) is not motion and would be split off as a sliver; an action is."""
+    change = (features[lag:] - features[:-lag]).abs()
+    before = torch.cat([change[:1].expand(lag, *change.shape[1:]), change])
+    after = torch.cat([change, change[-1:].expand(lag, *change.shape[1:])])
+    return torch.minimum(before, after).sqrt()
 
 
 def tubelet_to_frames(tokens: torch.Tensor, tubelet: int, num_frames: int) -> torch.Tensor:
@@ -162,12 +175,20 @@ class VJEPA2Features:
                     flush(clip.shape[0])
         for length in list(pending):
             flush(length)
-        return [(s / c.unsqueeze(1).double()).numpy() for s, c in zip(sums, counts, strict=True)]
+        features = [s / c.unsqueeze(1).double() for s, c in zip(sums, counts, strict=True)]
+        if self.cfg.motion_weight > 0:
+            features = [
+                torch.cat(
+                    [f, self.cfg.motion_weight * robust_motion(f, min(self.tubelet, len(f) - 1))], dim=1
+                )
+                for f in features
+            ]
+        return [f.numpy() for f in features]
 
 
 class PixelFeatures:
-    """Cheap per-kept-frame features without an encoder: a small colour thumbnail and the motion energy
-    (absolute difference to the previous kept frame) on the same grid."""
+    """Per-kept-frame features without an encoder: the colours on a coarse grid, and where on that
+    grid things move (`robust_motion` of the pixels, pooled)."""
 
     name = "pixel"
 
@@ -175,9 +196,11 @@ class PixelFeatures:
         self.cfg = cfg
 
     def _one(self, video: VideoSource) -> np.ndarray:
-        thumbs = torch.stack(list(_kept_frames(video, self.cfg, self.cfg.pixel_size))).float() / 255
-        motion = torch.cat([torch.zeros_like(thumbs[:1]), (thumbs[1:] - thumbs[:-1]).abs()])
-        return torch.cat([thumbs.flatten(1), motion.flatten(1)], dim=1).double().numpy()
+        frames = torch.stack(list(_kept_frames(video, self.cfg, self.cfg.pixel_size))).float() / 255
+        grid = self.cfg.pixel_grid
+        colour = F.adaptive_avg_pool2d(frames, grid).flatten(1)
+        motion = F.adaptive_avg_pool2d(robust_motion(frames, 1).square(), grid).sqrt().flatten(1)
+        return torch.cat([colour, motion], dim=1).double().numpy()
 
     def __call__(self, videos: Sequence[VideoSource]) -> list[np.ndarray]:
         return [self._one(video) for video in videos]
@@ -312,3 +335,20 @@ def segment_videos(
         boundaries = kept_frame_boundaries(info.num_frames, info.fps, cfg.frame_step)
         results[i] = merges_to_tree(uid, ward_merges(feats), boundaries, cfg.min_duration)
     return results  # type: ignore[return-value]
+
+
+# -- quality against ground truth (SynthActions) --------------------------------------------------
+
+
+def score_tree(
+    tree: SegmentTree, truth: dict, tolerance: float = 0.5, level: str = "step"
+) -> dict[str, float]:
+    """Boundary precision/recall/F1 at ±`tolerance` s and mean IoU of the tree's own flat cut with as
+    many segments as the ground truth has (its steps or tasks, the pauses and the cuts between them)."""
+    from action100m.synth.scoring import boundary_prf, mean_iou, truth_boundaries, truth_segments
+
+    true_boundaries = truth_boundaries(truth, level)
+    segments = cut(tree, len(true_boundaries) + 1)
+    score = boundary_prf([n.start for n in segments[1:]], true_boundaries, tolerance)
+    iou = mean_iou([(n.start, n.end) for n in segments], truth_segments(truth, level))
+    return {"precision": score.precision, "recall": score.recall, "f1": score.f1, "miou": iou}

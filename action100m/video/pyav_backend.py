@@ -68,12 +68,28 @@ class PyAVSource(VideoSource):
         super().__init__(src, name)
         self.num_threads = num_threads
         self.seek_threshold = seek_threshold
+        # The live decode position: a read that starts a little ahead of it continues decoding there,
+        # so reading a long video in chunks decodes it once, front to back.
+        self._live: Iterator[tuple[int, Any]] | None = None
+        self._live_container: Any = None
+        self._live_next = 0
 
     def _open_decoder(self) -> Any:
-        return _open_container(self._open_input(), self.name)
+        container = _open_container(self._open_input(), self.name)
+        stream = _video_stream(container, self.name)
+        # threading can only be set before the codec opens at the first decode
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = self.num_threads or min(4, os.cpu_count() or 1)
+        return container
 
     def _close_decoder(self, decoder: Any) -> None:
+        self._live = self._live_container = None
         decoder.close()
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_live"] = state["_live_container"] = None
+        return state
 
     def _probe(self) -> VideoInfo:
         container = _open_container(self._open_input(), self.name)
@@ -87,13 +103,16 @@ class PyAVSource(VideoSource):
     def _decode_sorted(self, indices: list[int]) -> np.ndarray:
         container = self._get_decoder()
         stream = _video_stream(container, self.name)
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = self.num_threads or min(4, os.cpu_count() or 1)
+        first = indices[0]
+        ahead = self._live_next <= first < self._live_next + self.seek_threshold
+        if self._live is None or self._live_container is not container or not ahead:
+            self._live, self._live_container = self._indexed_frames(container, stream, first), container
         wanted = iter(indices)
         target = next(wanted)
         frames: list[np.ndarray] = []
         try:
-            for index, frame in self._indexed_frames(container, stream, indices[0]):
+            for index, frame in self._live:
+                self._live_next = index + 1
                 while target is not None and index > target:
                     target = next(wanted, None)  # index skipped (duplicate timestamps): not decodable
                 if target is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,19 @@ class VideoInfo:
 
 
 VideoInput = str | os.PathLike | bytes
+
+# Sources holding an open decoder in this process. Decoders run threads (decord's prefetcher,
+# FFmpeg's frame threads); a fork while one of them holds a lock leaves the child deadlocked at its
+# first decode, so every decoder is closed just before a fork and reopened lazily on both sides.
+_OPEN_SOURCES: weakref.WeakSet[VideoSource] = weakref.WeakSet()
+
+
+def _close_open_decoders() -> None:
+    for source in list(_OPEN_SOURCES):
+        source.close()
+
+
+os.register_at_fork(before=_close_open_decoders)
 
 
 class VideoSource(ABC):
@@ -127,6 +141,7 @@ class VideoSource(ABC):
             self._close_decoder(self._decoder)
         self._decoder = None
         self._decoder_pid = None
+        _OPEN_SOURCES.discard(self)
 
     def __enter__(self) -> VideoSource:
         return self
@@ -150,6 +165,7 @@ class VideoSource(ABC):
         if self._decoder is None or self._decoder_pid != os.getpid():
             self._decoder = self._open_decoder()
             self._decoder_pid = os.getpid()
+            _OPEN_SOURCES.add(self)
         return self._decoder
 
     @abstractmethod

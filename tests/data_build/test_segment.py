@@ -14,6 +14,8 @@ from data_build.segment import (
     kept_frame_boundaries,
     merges_to_tree,
     node_id,
+    robust_motion,
+    score_tree,
     segment_videos,
     tubelet_to_frames,
     ward_merges,
@@ -161,7 +163,7 @@ def test_pixel_features_segment_without_an_encoder(make_video):
     path = make_video(num_frames=200, fps=10)
     cfg = SegmentConfig(features="pixel", min_duration=0.0)
     [features] = PixelFeatures(cfg)([open_video(path)])
-    assert features.shape == (50, 2 * 3 * 16 * 16)
+    assert features.shape == (50, 2 * 3 * cfg.pixel_grid**2)  # colour and motion per grid cell
     [tree] = segment_videos([("p", open_video(path))], cfg)
     assert_tree_invariants(tree, 20.0)
     assert len(tree.nodes) == 99
@@ -193,3 +195,25 @@ def test_nan_features_are_a_stage_error(make_video):
 def test_unloadable_model_fails_fast_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"cannot load V-JEPA 2 model '.*no-such-model'"):
         load_vjepa2(str(tmp_path / "no-such-model"))
+
+
+def test_robust_motion_ignores_one_frame_jumps_but_keeps_actions():
+    still, jump, moving = [0.0] * 5, [0.0] * 5 + [9.0] * 5, [0.0] * 4 + [float(k) for k in range(1, 7)]
+    cut_signal = robust_motion(torch.tensor(jump).unsqueeze(1), 1).squeeze(1)
+    assert cut_signal.abs().max() == 0  # a scene cut changes everything once: not motion
+    action = robust_motion(torch.tensor(moving).unsqueeze(1), 1).squeeze(1)
+    assert action[:4].abs().max() == 0 and (action[5:] == 1).all()
+    assert robust_motion(torch.tensor(still).unsqueeze(1), 2).abs().max() == 0
+
+
+def test_score_tree_on_hand_made_trees():
+    truth = {"duration": 10.0, "cuts": [], "steps": [{"start": 2.0, "end": 6.0}], "tasks": []}
+    boundaries = np.array([0.0, 2.2, 6.1, 10.0])  # leaves [0, 2.2] [2.2, 6.1] [6.1, 10]
+    merges = np.array([[1, 2], [0, 3]])  # the step merges with the pause after it, then the first pause
+    tree = merges_to_tree("v", merges, boundaries, min_duration=0.5)
+    score = score_tree(tree, truth, tolerance=0.5)
+    assert score["f1"] == 1.0 and score["precision"] == 1.0
+    assert score["miou"] == pytest.approx(3.8 / 4.1)  # [2, 6] against [2.2, 6.1]
+    assert score_tree(tree, truth, tolerance=0.05)["f1"] == 0.0
+    wrong = merges_to_tree("v", np.array([[0, 1], [3, 2]]), np.array([0.0, 1.0, 8.0, 10.0]), min_duration=0.5)
+    assert score_tree(wrong, truth)["f1"] == 0.0

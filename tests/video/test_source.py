@@ -43,6 +43,15 @@ def test_read_frames_returns_the_requested_frames_in_order(make_video, backend):
     assert torch.equal(frames[1], frames[2])
 
 
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_successive_reads_reuse_the_decoder(make_video, backend):
+    path = make_video(num_frames=40, gop=8)
+    source = open_video(path, backend, seek_threshold=12) if backend == "pyav" else open_video(path, backend)
+    first, second, third = source.read_frames([30, 31]), source.read_frames([2, 5]), source.read_frames([31])
+    fresh = open_video(path, backend).read_frames([30, 31, 2, 5, 31])
+    assert torch.equal(torch.cat([first, second, third]), fresh)
+
+
 def test_backends_return_identical_frames(make_video):
     path = make_video(num_frames=45, gop=6)
     dense = list(range(45))
@@ -143,9 +152,12 @@ def test_sources_pickle_and_reopen_in_forked_workers(make_video, backend):
     clone = pickle.loads(pickle.dumps(source))
     assert clone._decoder is None
     assert torch.equal(clone.read_frames([1, 2]), expected)
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        results = pool.map(_read_in_child, [source, source])
-    assert all(torch.equal(torch.tensor(r, dtype=torch.uint8), expected) for r in results)
+    for _ in range(3):  # forks while this process holds an open decoder (threads running)
+        source.read_frames([5])
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            results = pool.map(_read_in_child, [source, source])
+        assert all(torch.equal(torch.tensor(r, dtype=torch.uint8), expected) for r in results)
+    assert torch.equal(source.read_frames([1, 2]), expected)  # the parent reopens after the fork
 
 
 def test_unknown_backend(make_video):
