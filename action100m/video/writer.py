@@ -21,10 +21,13 @@ def write_video(
     codec: str = "libx264",
     gop: int | None = None,
     preset: str = "veryfast",
+    threads: int = 0,
 ) -> Path:
     """Encode RGB uint8 frames (H, W, 3; even H and W for yuv420p) to an mp4 at `path`.
 
     The file appears only when complete. `gop` caps the keyframe interval (default: one per 2 s).
+    `threads`: encoder threads, 0 = FFmpeg's choice; x264's bytes depend on it, so pass a fixed count
+    where the same frames must give the same file on every machine.
     """
     target = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
@@ -38,6 +41,7 @@ def write_video(
                     height, width = frame.shape[:2]
                     stream = container.add_stream(codec, rate=rate)
                     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                    stream.codec_context.thread_count = threads
                     stream.options = {
                         "crf": str(crf),
                         "preset": preset,
