@@ -1,4 +1,5 @@
-"""One small SynthActions dataset, generated once per test session and only read by the tests."""
+"""One small SynthActions dataset, written once per test session by `action100m synth` and only read
+by the tests."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from action100m.synth.generate import generate_dataset
+from action100m.cli import main
 
+# The same run as the library call generate_dataset(out, **RUN).
 RUN = {"videos": 4, "seed": 0, "benchmark_clips": 8, "size": 128, "fps": 10.0}
+COMMAND = ["synth", "--videos", "4", "--seed", "0", "--benchmark-clips", "8", "--size", "128", "--fps", "10"]
 
 
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "data"
-    generate_dataset(out, **RUN)
+    assert main([*COMMAND, "--out", str(out)]) == 0
     return out
 
 

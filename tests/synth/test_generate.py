@@ -86,7 +86,7 @@ def test_every_ground_truth_boundary_is_visible(synth_dir, truths):
 
 
 def test_same_seed_same_bytes_other_seed_other_videos_and_video_k_independent_of_n(synth_dir, tmp_path):
-    again = generate_dataset(tmp_path / "again", **RUN)
+    again = generate_dataset(tmp_path / "again", **RUN)  # the library call behind the CLI run
     assert _files(Path(again["out"])) == _files(synth_dir)
     fewer = generate_dataset(tmp_path / "fewer", **{**RUN, "videos": 1, "benchmark_clips": 2})
     fewer_files = _files(Path(fewer["out"]))
