@@ -83,11 +83,12 @@ def description(spec: VideoSpec, rng: np.random.Generator) -> str:
 
 
 def _say(rng: np.random.Generator, text: str) -> str:
+    """What ASR writes for `text`: lower case, no punctuation, now and then a word misheard."""
     words = []
     for word in text.lower().split():
         if word in MISHEARD and rng.random() < MISHEARD_PROBABILITY:
             word = MISHEARD[word]
-        words.append("".join(ch for ch in word if ch.isalnum() or ch in " '"))  # ASR has no punctuation
+        words.append("".join(ch for ch in word if ch.isalnum() or ch in " '"))
     return " ".join(words)
 
 
