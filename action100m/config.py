@@ -39,6 +39,7 @@ class DemoConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     out: str = "runs/demo"
     shared_dir: str = "../shared"
+    synth_videos: int = 10
 
 
 def register_configs() -> None:

@@ -1,7 +1,8 @@
 """`make demo`: runs every part of the framework that exists so far, and names the parts still to come.
 
-Today that is video I/O (encode, probe, decode with both backends, preprocess) and the record schema
-(the official release sample, loaded, validated and converted both ways). The full main job —
+Today that is video I/O (encode, probe, decode with both backends, preprocess), the record schema
+(the official release sample, loaded, validated and converted both ways) and the SynthActions world.
+The full main job —
 SynthActions → build → train at three scales → zero-shot eval → scaling report — replaces this as its
 parts land.
 """
@@ -16,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from action100m.schema import read_official_json, to_official
+from action100m.synth.generate import generate_dataset
 from action100m.utils.atomic import write_json_atomic
 from action100m.video import BACKENDS, open_video
 from action100m.video.pattern import moving_square_frames
@@ -24,8 +26,7 @@ from action100m.video.transforms import preprocess_clip
 from action100m.video.writer import write_video
 
 NOT_YET_BUILT = (
-    "SynthActions world (issue 3)",
-    "V-JEPA 2 hierarchical segmentation (issue 4)",
+    "V-JEPA 2 hierarchical segmentation (issue 4; runs in the demo once the shard builder composes it)",
     "Tree-of-Captions and model backends (issue 5)",
     "LLM aggregation with Self-Refine (issue 6)",
     "shard builder (issue 7)",
@@ -66,6 +67,15 @@ def _schema_check(cfg: DictConfig) -> dict | None:
     return {"nodes": len(record.nodes), "lossless": lossless}
 
 
+def _synth_check(cfg: DictConfig, out: Path) -> dict:
+    summary = generate_dataset(
+        out / "synth", videos=cfg.synth_videos, seed=0, benchmark_clips=20, overwrite=True
+    )
+    print(f"  synth   {summary['videos']} SynthActions videos ({summary['steps']} steps, {summary['cuts']} cuts) "
+          f"and {summary['benchmark_clips']} held-out benchmark clips -> {out / 'synth'}")  # fmt: skip
+    return {"videos": summary["videos"], "steps": summary["steps"]}
+
+
 def run_demo(cfg: DictConfig) -> dict:
     """Run what exists, write `<out>/summary.json`, and return the summary."""
     started = time.perf_counter()
@@ -75,6 +85,7 @@ def run_demo(cfg: DictConfig) -> dict:
     summary = {
         "video": _video_check(cfg, out),
         "schema": _schema_check(cfg),
+        "synth": _synth_check(cfg, out),
         "not_yet_built": list(NOT_YET_BUILT),
     }
     print("Not built yet, so not run: " + "; ".join(NOT_YET_BUILT) + ".")

@@ -12,6 +12,7 @@ def test_demo_runs_what_exists_and_says_what_does_not(tmp_path, capsys, shared_d
     assert summary["video"]["backends_identical"] is True
     assert summary["schema"] == {"nodes": 917, "lossless": True}
     assert (out / "pattern.mp4").is_file()
+    assert summary["synth"]["videos"] == 10 and (out / "synth" / "manifest.jsonl").is_file()
 
 
 def test_bad_override_exits_2_with_one_line(tmp_path, capsys):
