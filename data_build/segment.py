@@ -93,14 +93,12 @@ def tubelet_to_frames(tokens: torch.Tensor, tubelet: int, num_frames: int) -> to
 
 
 def _kept_frames(video: VideoSource, cfg: SegmentConfig, size: int) -> Iterator[torch.Tensor]:
-    """Kept frames in order, resized (short side) and centre-cropped to `size`, as uint8 CHW; decoded
-    in chunks so each frame is decoded once and memory stays bounded."""
-    info = video.info
-    kept = every_nth_index(info.num_frames, cfg.frame_step)
-    for first in range(0, len(kept), cfg.decode_chunk):
-        frames = video.read_frames(kept[first : first + cfg.decode_chunk])
-        clip = center_crop(resize_short_side(to_float_tchw(frames), round(size * 256 / 224)), size)
-        yield from clip.mul(255).round().to(torch.uint8)
+    """Kept frames in order, resized (short side) and centre-cropped to `size`, as uint8 CHW; each
+    decoded once, in chunks, so memory stays bounded on long videos."""
+    kept = every_nth_index(video.info.num_frames, cfg.frame_step)
+    for _, frame in video.iter_frames(kept, chunk=cfg.decode_chunk):
+        clip = center_crop(resize_short_side(to_float_tchw(frame[None]), round(size * 256 / 224)), size)
+        yield clip[0].mul(255).round().to(torch.uint8)
 
 
 class VJEPA2Features:

@@ -10,7 +10,7 @@ import io
 import os
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,14 @@ class VideoSource(ABC):
         position = {frame: k for k, frame in enumerate(unique)}
         order = torch.tensor([position[i] for i in wanted], dtype=torch.long)
         return torch.from_numpy(decoded).index_select(0, order)
+
+    def iter_frames(self, indices: Sequence[int], chunk: int = 64) -> Iterator[tuple[int, torch.Tensor]]:
+        """(index, uint8 HWC frame) for each of the sorted unique `indices`: one pass front to back,
+        decoded `chunk` frames at a time so memory stays bounded on long videos."""
+        unique = sorted({int(i) for i in indices})
+        for first in range(0, len(unique), chunk):
+            part = unique[first : first + chunk]
+            yield from zip(part, self.read_frames(part), strict=True)
 
     def read_times(self, seconds: Sequence[float]) -> torch.Tensor:
         """Frames shown at the given times (seconds from the start), as uint8 THWC."""

@@ -5,7 +5,7 @@ import torch
 from action100m.errors import ConfigError, StageError
 from action100m.models.vjepa2 import load_vjepa2
 from action100m.schema import VideoRecord
-from action100m.video import open_video
+from action100m.video import DecordSource, open_video
 from data_build.segment import (
     PixelFeatures,
     SegmentConfig,
@@ -117,26 +117,21 @@ def test_cut_tiles_the_root_at_every_size():
 # -- end to end on real videos --------------------------------------------------------------------
 
 
-class CountingSource:
-    """A real video source that counts the frames it is asked to decode."""
+class CountingSource(DecordSource):
+    """A real decord source that counts the frames it is asked to decode."""
 
-    def __init__(self, source):
-        self.source, self.decoded = source, 0
-
-    @property
-    def info(self):
-        return self.source.info
+    decoded = 0
 
     def read_frames(self, indices):
         self.decoded += len(indices)
-        return self.source.read_frames(indices)
+        return super().read_frames(indices)
 
 
 def test_tiny_vjepa2_end_to_end_decodes_each_kept_frame_once(make_video):
     path = make_video(num_frames=400, fps=10, height=48, width=64)
     cfg = SegmentConfig(decode_chunk=16)
     extractor = VJEPA2Features(cfg)
-    video = CountingSource(open_video(path))
+    video = CountingSource(path)
     [tree] = segment_videos([("clip", video)], cfg, extractor)
     assert video.decoded == 100  # 1 of every 4 of 400 frames, each decoded once
     assert extractor.windows_encoded == len(window_starts(100, 64, 8))
