@@ -33,6 +33,14 @@ from action100m.backends.config import (
 )
 from action100m.errors import ConfigError
 
+# Random-init models of the paper's classes, built in-process (no download): `build=tiny` and tests.
+TINY_MODELS = {
+    "tiny-llama": "tiny_llm",
+    "tiny-gpt-oss": "tiny_gpt_oss",
+    "tiny-mllama": "tiny_mllama",
+    "tiny-perception-lm": "tiny_perception_lm",
+}
+
 
 def build_backend(cfg: BackendConfig | DictConfig | dict[str, Any]) -> ImageCaptioner | VideoCaptioner | LLM:
     """The backend `cfg` names, serving `cfg.interface`; a bad model id or server fails here, naming it."""
@@ -54,6 +62,11 @@ def build_backend(cfg: BackendConfig | DictConfig | dict[str, Any]) -> ImageCapt
         Interface.video_captioner: tb.TransformersVideoCaptioner,
         Interface.llm: tb.TransformersLLM,
     }[interface]
+    if cfg.model in TINY_MODELS:
+        from action100m.backends import tiny
+
+        model, processor = getattr(tiny, TINY_MODELS[cfg.model])()
+        return backend_class(model, processor, cfg.model, cfg.generation, cfg.transformers)
     return backend_class.from_pretrained(cfg.model, cfg.transformers, cfg.generation)
 
 
@@ -73,5 +86,6 @@ __all__ = [
     "TransformersConfig",
     "VideoCaptioner",
     "VideoInput",
+    "TINY_MODELS",
     "build_backend",
 ]

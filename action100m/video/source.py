@@ -98,6 +98,11 @@ class VideoSource(ABC):
     # -- what callers use -------------------------------------------------------------------------
 
     @property
+    def path(self) -> str | None:
+        """The file read, or None for a video given as bytes."""
+        return self._path
+
+    @property
     def info(self) -> VideoInfo:
         if self._info is None:
             info = self._probe()

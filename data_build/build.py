@@ -1,0 +1,448 @@
+"""The dataset build: raw videos → Action100M WebDataset shards (segment → caption → refine).
+
+    python data_build/build.py input=MANIFEST output=OUT [build=demo|tiny|paper] [key=value ...]
+
+Videos are sorted by a hash of their id and cut into shards of `samples_per_shard`; worker
+`partition.index` of `partition.count` builds the shards whose index ≡ partition.index. Each stage's
+output is cached per video under OUT/work, keyed by the hash of the config it depends on, so a killed
+build resumes mid-video and `stages=[refine]` redoes refinement with a new model from cached trees and
+captions. A shard is written (temp → rename) and then marked done; a rerun skips done shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from action100m.backends import build_backend  # noqa: E402
+from action100m.config import VideoConfig  # noqa: E402
+from action100m.errors import Action100MError, ConfigError, StageError  # noqa: E402
+from action100m.schema import Node, Provenance, VideoRecord, read_official_json, validate_video_uid  # noqa: E402
+from action100m.shards import ShardSet, stable_hash  # noqa: E402
+from action100m.utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from action100m.video import VideoError, open_video  # noqa: E402
+from action100m.video.reencode import reencode  # noqa: E402
+from data_build.caption import CaptionConfig, caption_records, caption_synthetic  # noqa: E402
+from data_build.refine import RefineConfig, refine_records  # noqa: E402
+from data_build.segment import SegmentConfig, segment_videos  # noqa: E402
+
+STAGES = ("segment", "caption", "refine")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi")
+
+
+@dataclass
+class PartitionConfig:
+    index: int = 0
+    count: int = 1
+
+
+@dataclass
+class SampleVideoConfig:
+    mode: str = "copy"  # copy: the source file's bytes | reencode | none: the record names the source path
+    short_side: int = 256
+    fps: float | None = None
+    crf: int = 23
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = False
+    project: str = "action100m-build"
+    entity: str | None = None
+    mode: str = "offline"  # offline unless you want the run synced as it goes
+
+
+@dataclass
+class BuildConfig:
+    input: str = MISSING  # a manifest (.jsonl), a folder of videos, or official annotations (.json/.parquet)
+    output: str = MISSING
+    videos: str | None = None  # with official annotations: the folder holding <video_uid>.mp4
+    preset: str = "custom"  # set by the build=... preset, recorded in provenance
+    shard_prefix: str = "action100m"
+    samples_per_shard: int = 100
+    batch_videos: int = 8  # videos segmented and captioned together (encoder and backend batches)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    stages: list[str] | None = None  # stages allowed to differ from the previous run's config
+    force: bool = False  # continue a build whose manifest or config changed (stale shards are rebuilt)
+    retry_failed: bool = False  # rebuild the shards with failures, retrying what failed
+    strict: bool = False  # exit non-zero when anything failed
+    max_pixels: int = 4096 * 4096
+    max_fps: float = 240.0
+    ground_truth: str | None = None  # SynthActions truth for caption.mode=synthetic; default: beside input
+    video: VideoConfig = field(default_factory=VideoConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    sample_video: SampleVideoConfig = field(default_factory=SampleVideoConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    progress: bool = True
+
+
+ConfigStore.instance().store(name="build_schema", node=BuildConfig)
+
+
+def _hash(obj: Any) -> str:
+    return stable_hash(json.dumps(obj, sort_keys=True, default=str))[:16]
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One input video: its id as given, where it is, and what is known of it."""
+
+    video_uid: Any
+    path: Path | None
+    metadata: dict[str, Any]
+    record: VideoRecord | None = None  # official annotations: the released tree
+
+
+def read_input(cfg: BuildConfig) -> tuple[list[Entry], str]:
+    """The input entries and a hash of the input (the build refuses to continue on another input)."""
+    source = Path(cfg.input)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+        entries = [Entry(p.stem, p, {"title": p.stem}) for p in files]
+        return entries, _hash([(p.name, p.stat().st_size) for p in files])
+    if not source.is_file():
+        raise ConfigError(f"input: {source} does not exist")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    if source.suffix in (".parquet", ".json") or (source.suffix == ".jsonl" and cfg.videos):
+        if not cfg.videos:
+            raise ConfigError("videos: official annotations as input need the folder of their videos")
+        if source.suffix == ".parquet":
+            from action100m.official import read_official_parquet
+
+            records = read_official_parquet(source)
+        else:
+            records = read_official_json(source)
+        folder = Path(cfg.videos)
+        entries = [Entry(r.video_uid, folder / f"{r.video_uid}.mp4", r.metadata, r) for r in records]
+        return entries, digest
+    entries = []
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            entries.append(Entry(item["video_uid"], source.parent / item["path"], item.get("metadata") or {}))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ConfigError(f"input: {source} line {number}: not a manifest entry ({err})") from err
+    return entries, digest
+
+
+def assign_shards(entries: list[Entry], per_shard: int) -> list[list[Entry]]:
+    """Entries sorted by a hash of their id, in chunks: the same input always gives the same shards."""
+    ordered = sorted(entries, key=lambda e: (stable_hash(str(e.video_uid)), str(e.path)))
+    return [ordered[i : i + per_shard] for i in range(0, len(ordered), per_shard)]
+
+
+# -- the stages, cached per video -------------------------------------------------------------------
+
+
+class Builder:
+    def __init__(self, cfg: BuildConfig, out: Path, hashes: dict[str, str]):
+        self.cfg, self.out, self.hashes = cfg, out, hashes
+        self.work = out / "work"
+        self.backends: dict[str, Any] = {}
+        self.seconds = dict.fromkeys((*STAGES, "write"), 0.0)
+
+    def _cache(self, uid: str, stage: str) -> Path:
+        return self.work / "videos" / uid / f"{stage}-{self.hashes[stage]}.json"
+
+    def _cached(self, uid: str, stage: str) -> dict | None:
+        path = self._cache(uid, stage)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return None if (self.cfg.retry_failed and data.get("failure")) else data
+
+    def _backend(self, role: str, backend_cfg: Any) -> Any:
+        if role not in self.backends:
+            if backend_cfg is None:
+                raise ConfigError(f"{role}: no backend configured (set it, or choose a build preset)")
+            self.backends[role] = build_backend(backend_cfg)
+        return self.backends[role]
+
+    def open_sources(self, entries: list[Entry], failures: list[StageError]) -> list[tuple[Entry, Any]]:
+        """Usable (entry, source) pairs; the rest become failures of stage "input"."""
+        usable, seen = [], set()
+        for entry in entries:
+            uid = str(entry.video_uid)
+            try:
+                validate_video_uid(entry.video_uid)
+                if uid in seen:
+                    raise Action100MError(f"duplicate video_uid {uid}; the first one is kept")
+                seen.add(uid)
+                source = open_video(entry.path, self.cfg.video.backend.value, name=uid)
+                info = source.info
+                if not 0 < info.fps <= self.cfg.max_fps:
+                    raise Action100MError(f"frame rate {info.fps:g} outside (0, {self.cfg.max_fps:g}]")
+                if info.width * info.height > self.cfg.max_pixels:
+                    raise Action100MError(
+                        f"{info.width}x{info.height} is over max_pixels {self.cfg.max_pixels}"
+                    )
+                usable.append((entry, source))
+            except (Action100MError, OSError) as err:
+                failures.append(StageError(uid, "input", str(err)))
+        return usable
+
+    def segment(
+        self, pairs: list[tuple[Entry, Any]], failures: list[StageError]
+    ) -> list[tuple[VideoRecord, Any]]:
+        start = time.perf_counter()
+        trees: dict[str, list[dict]] = {}
+        todo = []
+        for entry, source in pairs:
+            uid = str(entry.video_uid)
+            if entry.record is not None:
+                trees[uid] = [node.to_dict() for node in entry.record.nodes]
+            elif (cached := self._cached(uid, "segment")) is not None:
+                trees[uid] = cached.get("nodes")
+                if cached.get("failure"):
+                    failures.append(StageError(uid, "segment", cached["failure"]))
+            else:
+                todo.append((uid, source))
+        for (uid, _), result in zip(todo, segment_videos(todo, self.cfg.segment), strict=True):
+            if isinstance(result, StageError):
+                failures.append(result)
+                write_json_atomic(self._cache(uid, "segment"), {"failure": result.reason})
+                trees[uid] = None
+            else:
+                trees[uid] = [node.to_dict() for node in result.nodes]
+                write_json_atomic(self._cache(uid, "segment"), {"nodes": trees[uid]})
+        self.seconds["segment"] += time.perf_counter() - start
+        records = []
+        for entry, source in pairs:
+            nodes = trees[str(entry.video_uid)]
+            if nodes is None:
+                continue  # a failed video never reaches a shard
+            metadata = {**entry.metadata}
+            metadata.setdefault("duration", round(source.info.duration, 3))
+            records.append(
+                (
+                    VideoRecord(str(entry.video_uid), metadata, [Node.from_dict(n, "cache") for n in nodes]),
+                    source,
+                )
+            )
+        return records
+
+    def caption(self, pairs: list[tuple[VideoRecord, Any]], failures: list[StageError]) -> None:
+        start = time.perf_counter()
+        fields = ("frame_caption", "segment_caption", "action_label")
+        todo = []
+        for record, source in pairs:
+            cached = self._cached(record.video_uid, "caption")
+            if cached is None:
+                todo.append((record, source))
+                continue
+            for node in record.nodes:
+                for name, value in zip(fields, cached["nodes"].get(node.node_id, [None] * 3), strict=True):
+                    setattr(node, name, value)
+            record.provenance = Provenance.from_dict(cached["provenance"])
+            failures.extend(
+                StageError(record.video_uid, "caption", f["reason"], f["node_id"]) for f in cached["failures"]
+            )
+        if todo:
+            result = self._run_caption(todo)
+            failures.extend(result.failures)
+            for record, _ in todo:
+                mine = [f for f in result.failures if f.video_uid == record.video_uid]
+                write_json_atomic(self._cache(record.video_uid, "caption"), {
+                    "nodes": {n.node_id: [getattr(n, name) for name in fields] for n in record.nodes},
+                    "provenance": record.provenance.to_dict(),
+                    "failures": [{"node_id": f.node_id, "reason": f.reason} for f in mine],
+                    "failure": bool(mine),
+                })  # fmt: skip
+        self.seconds["caption"] += time.perf_counter() - start
+
+    def _run_caption(self, todo: list[tuple[VideoRecord, Any]]) -> Any:
+        cfg = self.cfg.caption
+        if cfg.mode == "synthetic":
+            from action100m.synth.describer import DESCRIBER_ID, GroundTruthDescriber
+
+            if "describer" not in self.backends:
+                truth = Path(self.cfg.ground_truth or Path(self.cfg.input).parent / "ground_truth.jsonl")
+                if not truth.is_file():
+                    raise ConfigError(
+                        f"ground_truth: {truth} not found (caption.mode=synthetic needs SynthActions truth)"
+                    )
+                self.backends["describer"] = GroundTruthDescriber.from_jsonl(truth)
+            return caption_synthetic([r for r, _ in todo], self.backends["describer"].describe, DESCRIBER_ID)
+        frame = self._backend("caption.frame_captioner", cfg.frame_captioner)
+        segment = self._backend("caption.segment_captioner", cfg.segment_captioner)
+        return caption_records(todo, cfg, frame, segment)
+
+    def refine(self, records: list[VideoRecord], failures: list[StageError]) -> None:
+        start = time.perf_counter()
+        llm = None
+        if self.cfg.refine.mode.value == "llm":
+            llm = self._backend("refine.llm", self.cfg.refine.llm)
+        upstream = self.work / "refine-inputs" / f"{self.hashes['segment']}-{self.hashes['caption']}"
+        result = refine_records(records, self.cfg.refine, llm, upstream)
+        failures.extend(result.failures)
+        self.seconds["refine"] += time.perf_counter() - start
+
+    def sample(self, record: VideoRecord, source: Any) -> tuple[str, dict[str, bytes]]:
+        start = time.perf_counter()
+        files: dict[str, bytes] = {}
+        mode = self.cfg.sample_video
+        if mode.mode == "copy":
+            files["mp4"] = Path(source.path).read_bytes()
+        elif mode.mode == "reencode":
+            cached = self.work / "videos" / record.video_uid / f"video-{self.hashes['video']}.mp4"
+            if not cached.is_file():
+                write_bytes_atomic(cached, reencode(source, mode.short_side, mode.fps, mode.crf))
+            files["mp4"] = cached.read_bytes()
+        else:
+            record.extra["source_path"] = str(Path(source.path).resolve())
+        record.provenance = record.provenance or Provenance()
+        record.provenance.config_hash = self.hashes["shards"]
+        record.provenance.models["segment"] = f"{self.cfg.segment.features}:{self.cfg.segment.model}"
+        record.provenance.extra["preset"] = self.cfg.preset
+        files["json"] = record.to_json().encode("utf-8")
+        self.seconds["write"] += time.perf_counter() - start
+        return record.video_uid, files
+
+    def build_shard(self, shard_set: ShardSet, index: int, entries: list[Entry]) -> dict[str, Any]:
+        failures: list[StageError] = []
+        samples: list[tuple[str, dict[str, bytes]]] = []
+        for first in range(0, len(entries), self.cfg.batch_videos):
+            batch = entries[first : first + self.cfg.batch_videos]
+            pairs = self.segment(self.open_sources(batch, failures), failures)
+            self.caption(pairs, failures)
+            self.refine([record for record, _ in pairs], failures)
+            for record, source in pairs:
+                try:
+                    samples.append(self.sample(record, source))
+                except (VideoError, OSError) as err:
+                    failures.append(StageError(record.video_uid, "write", str(err)))
+                source.close()
+        samples.sort(key=lambda sample: sample[0])
+        records = [json.loads(files["json"]) for _, files in samples]
+        stats = {
+            "videos": len(samples),
+            "nodes": sum(len(r["nodes"]) for r in records),
+            "annotated_nodes": sum(n["annotation"] is not None for r in records for n in r["nodes"]),
+        }
+        return shard_set.write_shard(index, samples, failures, self.hashes["shards"], stats)
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def _stage_hashes(cfg: BuildConfig, input_hash: str) -> dict[str, str]:
+    segment = _hash(asdict(cfg.segment))
+    caption = _hash([segment, asdict(cfg.caption)])
+    refine = _hash([caption, asdict(cfg.refine)])
+    video = _hash(asdict(cfg.sample_video))
+    shards = _hash([input_hash, refine, video, cfg.samples_per_shard, cfg.shard_prefix])
+    return {"input": input_hash, "segment": segment, "caption": caption, "refine": refine, "video": video,
+            "shards": shards}  # fmt: skip
+
+
+def _check_previous(out: Path, cfg: BuildConfig, hashes: dict[str, str]) -> None:
+    """Refuse to mix runs: the input and every stage's config must match the previous run's, except
+    the stages named in `stages`, unless `force`."""
+    previous_file = out / "build.json"
+    if not previous_file.is_file() or cfg.force:
+        return
+    previous = json.loads(previous_file.read_text(encoding="utf-8"))["hashes"]
+    allowed = set(cfg.stages or ())
+    for key in ("input", "video", *STAGES):
+        if previous.get(key) == hashes[key] or key in allowed:
+            continue
+        if key in STAGES and any(stage in allowed for stage in STAGES[: STAGES.index(key)]):
+            continue  # an upstream stage is being redone, so this one's hash moves with it
+        what = "the input" if key == "input" else f"the {key} config"
+        raise ConfigError(f"output {out}: {what} differs from the previous build's; pass stages=[{key}] to "
+                          f"redo that stage, or force=true to rebuild with the new config")  # fmt: skip
+
+
+def run_build(cfg: BuildConfig) -> dict[str, Any]:
+    """Build this partition's shards; returns the build summary."""
+    started = time.perf_counter()
+    for stage in cfg.stages or ():
+        if stage not in STAGES:
+            raise ConfigError(f"stages: unknown stage {stage!r} (one of {', '.join(STAGES)})")
+    if not 0 <= cfg.partition.index < cfg.partition.count:
+        raise ConfigError(f"partition.index {cfg.partition.index} outside [0, {cfg.partition.count})")
+    out = Path(cfg.output)
+    entries, input_hash = read_input(cfg)
+    hashes = _stage_hashes(cfg, input_hash)
+    _check_previous(out, cfg, hashes)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "build.json", {"hashes": hashes, "videos_in_input": len(entries)})
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+    shard_set = ShardSet(out, cfg.shard_prefix)
+    builder = Builder(cfg, out, hashes)
+    shards = assign_shards(entries, cfg.samples_per_shard)
+    mine = [i for i in range(len(shards)) if i % cfg.partition.count == cfg.partition.index]
+    built = skipped = 0
+    totals = dict.fromkeys(("videos", "nodes", "failures"), 0)
+    bar = tqdm(
+        total=sum(len(shards[i]) for i in mine), unit="video", disable=not cfg.progress, file=sys.stderr
+    )
+    for index in mine:
+        marker = shard_set.marker(index)
+        redo_failed = cfg.retry_failed and marker is not None and marker["stats"]["failures"] > 0
+        if shard_set.is_done(index, hashes["shards"]) and not redo_failed:
+            skipped += 1
+            bar.update(len(shards[index]))
+            continue
+        marker = builder.build_shard(shard_set, index, shards[index])
+        built += 1
+        for key in totals:
+            totals[key] += marker["stats"][key]
+        bar.update(len(shards[index]))
+        minutes = (time.perf_counter() - started) / 60
+        bar.set_postfix(
+            nodes=totals["nodes"], failures=totals["failures"], per_min=f"{totals['videos'] / minutes:.0f}"
+        )
+    bar.close()
+    for backend in builder.backends.values():
+        getattr(backend, "close", lambda: None)()
+    summary = {**shard_set.refresh_summary(), "built": built, "skipped": skipped,
+               "seconds": round(time.perf_counter() - started, 1),
+               "stage_seconds": {k: round(v, 1) for k, v in builder.seconds.items()}}  # fmt: skip
+    write_json_atomic(out / "stats.json", summary)
+    if cfg.wandb.enabled:
+        import wandb
+
+        run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode,
+                         job_type="build", config=OmegaConf.to_container(OmegaConf.structured(cfg)))  # fmt: skip
+        run.log({f"build/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
+        run.finish()
+    print(f"build: {built} shards built, {skipped} already done; {summary['samples']} videos, "
+          f"{summary['nodes']} nodes, {summary['annotated_nodes']} annotated, {summary['failures']} failures "
+          f"(see {out / 'failures.jsonl'}) in {summary['seconds']} s -> {out / 'shards'}")  # fmt: skip
+    return summary
+
+
+@hydra.main(config_path="../configs", config_name="build", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        summary = run_build(OmegaConf.to_object(cfg))
+    except Action100MError as err:
+        print(f"build: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if cfg.strict and summary["failures"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
