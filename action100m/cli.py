@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from action100m.errors import Action100MError
+
+
+class UsageError(Action100MError):
+    """Options that do not go together."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -27,6 +32,82 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _official_export(args: argparse.Namespace) -> int:
+    from action100m.official import export_official
+
+    count = export_official(args.shards, args.out)
+    print(f"official export: {count} records -> {args.out}")
+    return 0
+
+
+def _official_import(args: argparse.Namespace) -> int:
+    from action100m.official import ImportOptions, import_official
+
+    reencode = args.reencode_short_side is not None or args.reencode_fps is not None
+    if args.crf is not None and not reencode:
+        raise UsageError("--crf needs --reencode-short-side or --reencode-fps")
+    options = ImportOptions(
+        samples_per_shard=args.samples_per_shard, video=not args.no_video,
+        reencode_short_side=args.reencode_short_side, reencode_fps=args.reencode_fps,
+        crf=23 if args.crf is None else args.crf,
+    )  # fmt: skip
+    summary = import_official(
+        args.annotations, args.videos, args.out, options, args.retry_failed, progress=True
+    )
+    print(f"official import: {summary['built']} shards built, {summary['skipped']} already done; "
+          f"{summary['samples']} videos, {summary['nodes']} nodes, {summary['failures']} failures "
+          f"(see {Path(args.out) / 'failures.jsonl'}) -> {Path(args.out) / 'shards'}")  # fmt: skip
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from action100m.report.stats import collect_stats, format_stats, write_card
+
+    stats = collect_stats(args.out)
+    card, figure = write_card(stats, args.out)
+    print(format_stats(stats), end="")
+    print(f"\nwrote {card} and {figure}")
+    return 0
+
+
+def _add_official(commands: argparse._SubParsersAction) -> None:
+    official = commands.add_parser(
+        "official", help="the official release format: export shards, import annotations"
+    )
+    actions = official.add_subparsers(dest="action", required=True)
+    export = actions.add_parser("export", help="finished shards -> release rows (.parquet, .json or .jsonl)")
+    export.add_argument(
+        "--shards", required=True, help="a shard set (OUT or OUT/shards); finished shards only"
+    )
+    export.add_argument(
+        "--out", required=True, help="X.parquet, X.json (column-oriented, as the sample) or X.jsonl"
+    )
+    export.set_defaults(func=_official_export)
+    imp = actions.add_parser(
+        "import", help="release annotations + your videos -> training shards",
+        description="Records are checked against the schema only, never against the videos: your copy of a "
+        "video may be cut or encoded differently from the one the release was made from.",
+    )  # fmt: skip
+    imp.add_argument(
+        "--annotations", "--parquet", required=True, metavar="FILE", help="release .parquet, .json or .jsonl"
+    )
+    imp.add_argument(
+        "--videos", metavar="DIR", help="folder with <video_uid>.mp4|webm|mkv|mov|avi or <video_uid>/<file>"
+    )
+    imp.add_argument("--out", required=True, help="the shard set to write (OUT/shards, failures.jsonl, ...)")
+    imp.add_argument(
+        "--samples-per-shard", type=int, default=100, metavar="N", help="videos per shard (default 100)"
+    )
+    imp.add_argument(
+        "--reencode-short-side", type=int, metavar="S", help="re-encode: short side at most S pixels"
+    )
+    imp.add_argument("--reencode-fps", type=float, metavar="F", help="re-encode: at most F frames per second")
+    imp.add_argument("--crf", type=int, metavar="C", help="re-encode: H.264 CRF (default 23)")
+    imp.add_argument("--no-video", action="store_true", help="records only: no video looked up or stored")
+    imp.add_argument("--retry-failed", action="store_true", help="rebuild finished shards that had failures")
+    imp.set_defaults(func=_official_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=float, default=10.0, help="frames per second, 4-30 (default 10)")
     synth.add_argument("--overwrite", action="store_true", help="replace the SynthActions data in --out")
     synth.set_defaults(func=_synth)
+    _add_official(commands)
+    stats = commands.add_parser(
+        "stats", help="dataset statistics; writes OUT/dataset_card.md and a histogram"
+    )
+    stats.add_argument("out", help="a shard set (OUT or OUT/shards)")
+    stats.set_defaults(func=_stats)
     return parser
 
 
@@ -50,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Action100MError as err:
-        print(f"action100m {args.command}: error: {err}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"action100m {command}: error: {err}", file=sys.stderr)
         return 2
 
 

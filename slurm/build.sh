@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The dataset build as a SLURM job array: array task i builds partition i of ARRAY_SIZE
+# (data_build/build.py partition.index=i partition.count=ARRAY_SIZE); together the tasks build every
+# shard once. Near the time limit SLURM sends USR1 and the task requeues itself; the requeued task
+# skips finished shards and resumes the rest from the builder's per-video stage caches.
+#
+#   INPUT=manifest.jsonl OUT=/data/a100m bash slurm/build.sh [override ...]   # submits the array
+#   DRY_RUN=1 ... bash slurm/build.sh   (or: bash slurm/build.sh --dry-run)   # prints, runs nothing
+#
+# Run from a login node, it submits itself with sbatch (options from the variables below); inside an
+# array task (SLURM_ARRAY_TASK_ID set) it runs the builder. Arguments are extra build.py overrides.
+#
+# Environment, [default]:
+#   INPUT            manifest (.jsonl), folder of videos, or official annotations (required)
+#   OUT              output folder of the shard set (required)
+#   BUILD            build preset [paper]
+#   ARRAY_SIZE       partitions, one array task each [64]
+#   TASKS            array indices to submit, e.g. 3,17 to rerun two partitions [0-(ARRAY_SIZE-1)]
+#   MAX_RUNNING      tasks running at once [unlimited]
+#   PARTITION        SLURM partition [the cluster's default]
+#   ACCOUNT, QOS     SLURM account and QoS [none]
+#   TIME             time limit per task [24:00:00]
+#   CPUS             CPUs per task [16]
+#   GPUS             GPUs per task, for the V-JEPA 2 segmentation that runs in the task [1]
+#   MEM              memory per task [64G]
+#   SBATCH_ARGS      more sbatch options, e.g. "--dependency=after:1234 --constraint=h100" [none]
+#   SERVERS_FILE     addresses written by slurm/serve_vllm.sh [$OUT/servers.env]; set it empty to use
+#                    the preset's backends as they are (e.g. local transformers models)
+#   SERVERS_WAIT     seconds a task waits for SERVERS_FILE to appear [1800]
+#   FRAME_CAPTIONER_KEY, SEGMENT_CAPTIONER_KEY, LLM_KEY
+#                    config paths of the three backends in the build config
+#                    [caption.frame_captioner, caption.segment_captioner, refine.llm]
+#   PYTHON           [python]
+#   LOG_DIR          per-task logs, build-<array job>_<task>.out [logs]
+#   DRY_RUN          1: print the sbatch / python command instead of running it [0]
+# Relative INPUT and OUT are taken from the folder you submit from; the job runs there too.
+
+#SBATCH --job-name=a100m-build
+#SBATCH --array=0-63
+#SBATCH --time=24:00:00
+#SBATCH --cpus-per-task=16
+#SBATCH --gres=gpu:1
+#SBATCH --mem=64G
+#SBATCH --output=logs/build-%A_%a.out
+#SBATCH --requeue
+#SBATCH --signal=B:USR1@120
+
+set -euo pipefail
+
+if [[ "${1:-}" == "--dry-run" ]]; then
+    DRY_RUN=1
+    shift
+fi
+DRY_RUN=${DRY_RUN:-0}
+
+fail() {
+    echo "slurm/build.sh: error: $*" >&2
+    exit 2
+}
+
+show() {  # one command, quoted only where needed, so that it can be pasted into a shell
+    local words=() word
+    for word in "$@"; do
+        if [[ "$word" =~ ^[A-Za-z0-9_./:=,%@+-]+$ ]]; then words+=("$word"); else words+=("${word@Q}"); fi
+    done
+    echo "${words[*]}"
+}
+
+[[ -n "${INPUT:-}" ]] || fail "INPUT is not set (the manifest, video folder or official annotations)"
+[[ -n "${OUT:-}" ]] || fail "OUT is not set (the output folder of the shard set)"
+BUILD=${BUILD:-paper}
+ARRAY_SIZE=${ARRAY_SIZE:-64}
+SERVERS_FILE=${SERVERS_FILE-$OUT/servers.env}
+PYTHON=${PYTHON:-python}
+LOG_DIR=${LOG_DIR:-logs}
+
+submit() {
+    local tasks=${TASKS:-0-$((ARRAY_SIZE - 1))}
+    local repo
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    local cmd=(sbatch --job-name=a100m-build --array="${tasks}${MAX_RUNNING:+%$MAX_RUNNING}"
+        --time="${TIME:-24:00:00}" --cpus-per-task="${CPUS:-16}" --mem="${MEM:-64G}"
+        --output="$LOG_DIR/build-%A_%a.out" --requeue --signal=B:USR1@120 --chdir="$PWD"
+        --export=ALL,PARTITION_COUNT="$ARRAY_SIZE",A100M_REPO="$repo")
+    if [[ "${GPUS:-1}" != 0 ]]; then cmd+=(--gres="gpu:${GPUS:-1}"); fi
+    if [[ -n "${PARTITION:-}" ]]; then cmd+=(--partition="$PARTITION"); fi
+    if [[ -n "${ACCOUNT:-}" ]]; then cmd+=(--account="$ACCOUNT"); fi
+    if [[ -n "${QOS:-}" ]]; then cmd+=(--qos="$QOS"); fi
+    # shellcheck disable=SC2206  # SBATCH_ARGS is a list of options, split on purpose
+    cmd+=(${SBATCH_ARGS:-} "${BASH_SOURCE[0]}" "$@")
+    if [[ "$DRY_RUN" == 1 ]]; then
+        show "${cmd[@]}"
+        return
+    fi
+    mkdir -p "$LOG_DIR"  # SLURM does not create the folder of --output, and drops the log without it
+    "${cmd[@]}"
+}
+
+read_servers() {  # KEY=VALUE lines; only the three known keys are taken, nothing is executed
+    local waited=0
+    while [[ ! -f "$SERVERS_FILE" ]]; do
+        if [[ "$DRY_RUN" == 1 || $waited -ge ${SERVERS_WAIT:-1800} ]]; then
+            fail "$SERVERS_FILE: no servers file (start slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"
+        fi
+        sleep 30
+        waited=$((waited + 30))
+    done
+    local key value
+    while IFS='=' read -r key value; do
+        case "$key" in
+            FRAME_CAPTIONER_URL | SEGMENT_CAPTIONER_URL | LLM_URL) printf -v "$key" '%s' "$value" ;;
+        esac
+    done <"$SERVERS_FILE"
+    for key in FRAME_CAPTIONER_URL SEGMENT_CAPTIONER_URL LLM_URL; do
+        [[ -n "${!key:-}" ]] || fail "$SERVERS_FILE: no $key"
+    done
+}
+
+run_task() {
+    local count=${PARTITION_COUNT:-${SLURM_ARRAY_TASK_COUNT:?not an array task}}
+    # the job runs in the submit folder (relative INPUT and OUT stay valid), not in the repository
+    local cmd=("$PYTHON" "${A100M_REPO:+$A100M_REPO/}data_build/build.py" "input=$INPUT" "output=$OUT" "build=$BUILD"
+        "partition.index=$SLURM_ARRAY_TASK_ID" "partition.count=$count")
+    if [[ -n "$SERVERS_FILE" ]]; then
+        read_servers
+        cmd+=("${FRAME_CAPTIONER_KEY:-caption.frame_captioner}.http.base_url=$FRAME_CAPTIONER_URL"
+            "${SEGMENT_CAPTIONER_KEY:-caption.segment_captioner}.http.base_url=$SEGMENT_CAPTIONER_URL"
+            "${LLM_KEY:-refine.llm}.http.base_url=$LLM_URL")
+    fi
+    cmd+=("$@")
+    if [[ "$DRY_RUN" == 1 ]]; then
+        show "${cmd[@]}"
+        return
+    fi
+    echo "build task $SLURM_ARRAY_TASK_ID of $count on $(hostname): $(show "${cmd[@]}")"
+    # The builder runs in the background so that bash can take USR1 while it works (a trap only
+    # fires between commands, and `wait` is interruptible where a foreground command is not).
+    trap 'echo "build task $SLURM_ARRAY_TASK_ID: time limit near, requeueing"; scontrol requeue "$SLURM_JOB_ID"' USR1
+    "${cmd[@]}" &
+    local builder=$! status=0
+    wait "$builder" || status=$?
+    # after USR1, wait returns early while the builder still runs until SLURM stops the task
+    while kill -0 "$builder" 2>/dev/null; do
+        wait "$builder" || status=$?
+    done
+    exit "$status"
+}
+
+if [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then
+    run_task "$@"
+else
+    submit "$@"
+fi
