@@ -135,6 +135,16 @@ class ShardSet:
         write_json_atomic(self.marker_path(index), marker)
         return marker
 
+    def remove_stale_temps(self, index: int) -> None:
+        """Temp files of shard `index` left by a killed writer (its owner is the only one to write it)."""
+        name = self.name(index)
+        for folder, pattern in (
+            (self.shards_dir, f".{name}.tar*.tmp"),
+            (self.root / "failures", f".{name}.jsonl.*.tmp"),
+        ):
+            for path in folder.glob(pattern):
+                path.unlink(missing_ok=True)
+
     def finished(self) -> list[int]:
         """Indices of the shards whose marker exists."""
         indices = []

@@ -29,7 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from action100m.backends import build_backend  # noqa: E402
 from action100m.config import VideoConfig  # noqa: E402
 from action100m.errors import Action100MError, ConfigError, StageError  # noqa: E402
-from action100m.schema import Node, Provenance, VideoRecord, read_official_json, validate_video_uid  # noqa: E402
+from action100m.schema import (  # noqa: E402
+    VIDEO_UID_PATTERN,
+    Node,
+    Provenance,
+    VideoRecord,
+    read_official_json,
+    validate_video_uid,
+)
 from action100m.shards import ShardSet, stable_hash  # noqa: E402
 from action100m.utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from action100m.video import VideoError, open_video  # noqa: E402
@@ -293,7 +300,8 @@ class Builder:
             llm = self._backend("refine.llm", self.cfg.refine.llm)
         upstream = self.work / "refine-inputs" / f"{self.hashes['segment']}-{self.hashes['caption']}"
         result = refine_records(records, self.cfg.refine, llm, upstream)
-        failures.extend(result.failures)
+        # Annotated nodes whose later rounds were cut short count too: retry_failed=true resumes them.
+        failures.extend([*result.failures, *result.incomplete])
         self.seconds["refine"] += time.perf_counter() - start
 
     def sample(self, record: VideoRecord, source: Any) -> tuple[str, dict[str, bytes]]:
@@ -317,7 +325,19 @@ class Builder:
         self.seconds["write"] += time.perf_counter() - start
         return record.video_uid, files
 
+    def remove_stale_temps(self, shard_set: ShardSet, index: int, entries: list[Entry]) -> None:
+        """A killed run leaves temp files behind; this shard's owner removes its own before writing."""
+        shard_set.remove_stale_temps(index)
+        for entry in entries:
+            uid = str(entry.video_uid)
+            if not VIDEO_UID_PATTERN.fullmatch(uid):
+                continue
+            for pattern in (f"videos/{uid}/.*.tmp", f"refine-inputs/*/refine/*/{uid}/.*.tmp"):
+                for path in self.work.glob(pattern):
+                    path.unlink(missing_ok=True)
+
     def build_shard(self, shard_set: ShardSet, index: int, entries: list[Entry]) -> dict[str, Any]:
+        self.remove_stale_temps(shard_set, index, entries)
         failures: list[StageError] = []
         samples: list[tuple[str, dict[str, bytes]]] = []
         for first in range(0, len(entries), self.cfg.batch_videos):
@@ -389,6 +409,9 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
     shard_set = ShardSet(out, cfg.shard_prefix)
+    if cfg.partition.count == 1:  # alone: no other worker can be writing the summary files right now
+        for path in out.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
     builder = Builder(cfg, out, hashes)
     shards = assign_shards(entries, cfg.samples_per_shard)
     mine = [i for i in range(len(shards)) if i % cfg.partition.count == cfg.partition.index]
