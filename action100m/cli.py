@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from action100m.errors import Action100MError
+from action100m.utils.atomic import write_json_atomic
 
 
 class UsageError(Action100MError):
@@ -70,6 +71,30 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_scaling(args: argparse.Namespace) -> int:
+    from action100m.report.scaling import scaling_report
+
+    if not (args.runs or args.wandb_project):
+        raise Action100MError("give --runs (a folder of result JSONs) or --wandb-project")
+    if args.wandb_project and not args.runs:
+        from action100m.report.wandb_report import results_from_project
+
+        results = results_from_project(args.wandb_project, args.wandb_entity, args.metric)
+        runs = Path(args.out) / "wandb_results"
+        for k, result in enumerate(results):
+            write_json_atomic(runs / f"result-{k:05d}.json", result)
+    else:
+        runs = args.runs
+    report = scaling_report(runs, args.out, args.metric)
+    print((Path(args.out) / "scaling.md").read_text(encoding="utf-8"))
+    if args.wandb_project:
+        from action100m.report.wandb_report import publish
+
+        print(f"published to W&B: {publish(report, Path(args.out), args.wandb_project, args.wandb_entity)}")
+    print(f"wrote {Path(args.out) / 'scaling.png'}, scaling.md and scaling.json")
+    return 0
+
+
 def _add_official(commands: argparse._SubParsersAction) -> None:
     official = commands.add_parser(
         "official", help="the official release format: export shards, import annotations"
@@ -129,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("out", help="a shard set (OUT or OUT/shards)")
     stats.set_defaults(func=_stats)
+    report = commands.add_parser("report", help="reports over evaluation results")
+    kinds = report.add_subparsers(dest="action", required=True)
+    scaling = kinds.add_parser(
+        "scaling", help="data-scaling curve, power-law fit and table from result JSONs"
+    )
+    scaling.add_argument("--runs", help="folder searched for eval result JSONs")
+    scaling.add_argument(
+        "--wandb-project", help="read results from (and publish the report to) this W&B project"
+    )
+    scaling.add_argument("--wandb-entity", help="W&B entity (user or team)")
+    scaling.add_argument("--metric", default="top1", help="metric to plot (default top1)")
+    scaling.add_argument("--out", required=True, help="folder for scaling.png, scaling.md, scaling.json")
+    scaling.set_defaults(func=_report_scaling)
     return parser
 
 

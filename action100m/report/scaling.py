@@ -1,0 +1,170 @@
+"""Data-scaling curves from zero-shot result JSONs: a plot, a fitted power law and a table.
+
+Each result file is one evaluation: {"benchmark": ..., "metrics": {"top1": ..., ...},
+"train": {"scale": ..., "samples_seen": ..., "seed": ...}}. Points are grouped by (benchmark, scale);
+seeds at the same point give the mean and, with several, an error bar (standard deviation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from action100m.errors import Action100MError
+from action100m.utils.atomic import write_json_atomic, write_text_atomic
+
+AVERAGE = "average"
+
+
+class ReportError(Action100MError):
+    """Results that cannot make a scaling report."""
+
+
+@dataclass
+class Point:
+    benchmark: str
+    scale: float
+    samples_seen: float
+    values: list[float]  # one per seed
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values)) if len(self.values) > 1 else 0.0
+
+
+def read_results(runs: str | os.PathLike, metric: str = "top1") -> list[dict[str, Any]]:
+    """Every result JSON under `runs` that carries `metric` and its training scale."""
+    results = []
+    for path in sorted(Path(runs).rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and metric in data.get("metrics", {}) and "scale" in data.get("train", {}):
+            results.append({**data, "_path": str(path)})
+    if not results:
+        raise ReportError(f"{runs}: no result JSON with metrics.{metric} and train.scale")
+    return results
+
+
+def collect_points(results: list[dict[str, Any]], metric: str = "top1") -> list[Point]:
+    """Points per (benchmark, scale), plus the average over benchmarks per (scale, seed)."""
+    grouped: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        grouped[(result["benchmark"], float(result["train"]["scale"]))].append(result)
+    points = []
+    for (benchmark, scale), group in sorted(grouped.items()):
+        seen = float(np.mean([r["train"].get("samples_seen", 0) for r in group]))
+        points.append(Point(benchmark, scale, seen, [float(r["metrics"][metric]) for r in group]))
+    benchmarks = sorted({p.benchmark for p in points})
+    if len(benchmarks) > 1:
+        for scale in sorted({p.scale for p in points}):
+            at_scale = [p for p in points if p.scale == scale]
+            if len(at_scale) == len(benchmarks):
+                seeds = min(len(p.values) for p in at_scale)
+                values = [float(np.mean([p.values[s] for p in at_scale])) for s in range(seeds)]
+                points.append(
+                    Point(AVERAGE, scale, float(np.mean([p.samples_seen for p in at_scale])), values)
+                )
+    return points
+
+
+def fit_power_law(x: list[float], y: list[float]) -> dict[str, float]:
+    """y = a · x^b by least squares in log-log space; r2 is that fit's coefficient of determination."""
+    if len(x) < 2 or any(v <= 0 for v in (*x, *y)):
+        raise ReportError("a power law needs at least two points with positive values")
+    log_x, log_y = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    b, log_a = np.polyfit(log_x, log_y, 1)
+    residual = log_y - (log_a + b * log_x)
+    total = log_y - log_y.mean()
+    r2 = 1.0 - float(residual @ residual) / float(total @ total) if float(total @ total) > 0 else 1.0
+    return {"a": float(math.exp(log_a)), "b": float(b), "r2": r2}
+
+
+def markdown_table(points: list[Point], metric: str) -> str:
+    """Rows = scales (with samples seen), columns = benchmarks then the average, like the paper's table."""
+    benchmarks = sorted({p.benchmark for p in points if p.benchmark != AVERAGE})
+    columns = benchmarks + ([AVERAGE] if any(p.benchmark == AVERAGE for p in points) else [])
+    by_key = {(p.benchmark, p.scale): p for p in points}
+    lines = [f"| scale | samples seen | {' | '.join(columns)} |", "|---|---|" + "---|" * len(columns)]
+    for scale in sorted({p.scale for p in points}):
+        seen = next(p.samples_seen for p in points if p.scale == scale)
+        cells = []
+        for column in columns:
+            point = by_key.get((column, scale))
+            cells.append(
+                "—"
+                if point is None
+                else f"{100 * point.mean:.1f}" + (f" ± {100 * point.std:.1f}" if point.std else "")
+            )
+        lines.append(f"| {scale:g} | {seen:,.0f} | {' | '.join(cells)} |")
+    return "\n".join(lines) + f"\n\n{metric} in %, mean ± std over seeds where there are several.\n"
+
+
+def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    for benchmark in sorted({p.benchmark for p in points}, key=lambda b: (b == AVERAGE, b)):
+        series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.samples_seen)
+        x = [p.samples_seen for p in series]
+        style = {"color": "black", "linewidth": 2.5} if benchmark == AVERAGE else {}
+        axes.errorbar(x, [100 * p.mean for p in series], yerr=[100 * p.std for p in series], marker="o",
+                      capsize=3, label=benchmark, **style)  # fmt: skip
+        if benchmark in fits:
+            grid = np.geomspace(min(x), max(x), 50)
+            fit = fits[benchmark]
+            axes.plot(
+                grid, 100 * fit["a"] * grid ** fit["b"], linestyle="--", alpha=0.5, color=style.get("color")
+            )
+    axes.set_xscale("log")
+    axes.set_xlabel("training samples seen")
+    axes.set_ylabel(f"zero-shot {metric} (%)")
+    axes.set_title("Data scaling")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str = "top1") -> dict[str, Any]:
+    """Write scaling.png, scaling.md and scaling.json under `out`; returns the report as data."""
+    out = Path(out)
+    points = collect_points(read_results(runs, metric), metric)
+    fits = {}
+    for benchmark in sorted({p.benchmark for p in points}):
+        series = [p for p in points if p.benchmark == benchmark]
+        if len(series) >= 2 and all(p.mean > 0 and p.samples_seen > 0 for p in series):
+            fits[benchmark] = fit_power_law([p.samples_seen for p in series], [p.mean for p in series])
+    table = markdown_table(points, metric)
+    law = "\n".join(
+        f"- {b}: {metric} ≈ {f['a']:.3g} · samples^{f['b']:.3f} (R² {f['r2']:.2f})" for b, f in fits.items()
+    )
+    plot(points, fits, metric, out / "scaling.png")
+    write_text_atomic(
+        out / "scaling.md",
+        f"# Data scaling\n\n{table}\n## Power-law fits\n\n{law or 'too few points'}\n\n![scaling](scaling.png)\n",
+    )
+    report = {
+        "metric": metric,
+        "points": [p.__dict__ | {"mean": p.mean, "std": p.std} for p in points],
+        "fits": fits,
+    }
+    write_json_atomic(out / "scaling.json", report)
+    return report

@@ -1,0 +1,72 @@
+import json
+import os
+
+import pytest
+
+from action100m.cli import main
+from action100m.report.scaling import (
+    AVERAGE,
+    ReportError,
+    collect_points,
+    fit_power_law,
+    read_results,
+    scaling_report,
+)
+
+
+def write_results(folder, law=lambda n: 0.02 * n**0.25, seeds=(0, 1)):
+    """Hand-made results: two benchmarks on a known power law (one at half the value), three scales."""
+    for scale, samples in ((0.01, 100), (0.1, 1_000), (1.0, 10_000)):
+        for seed in seeds:
+            for benchmark, factor in (("synth", 1.0), ("ssv2", 0.5)):
+                top1 = factor * law(samples) + 0.01 * seed
+                result = {"benchmark": benchmark, "metrics": {"top1": top1, "top5": min(1, 2 * top1)},
+                          "train": {"scale": scale, "samples_seen": samples, "seed": seed}}  # fmt: skip
+                path = folder / f"{benchmark}-{scale}-{seed}.json"
+                path.write_text(json.dumps(result))
+    (folder / "unrelated.json").write_text(json.dumps({"hello": 1}))
+
+
+def test_fit_recovers_known_parameters():
+    x = [10, 100, 1_000, 10_000]
+    fit = fit_power_law(x, [3.0 * v**0.4 for v in x])
+    assert (
+        fit["a"] == pytest.approx(3.0) and fit["b"] == pytest.approx(0.4) and fit["r2"] == pytest.approx(1.0)
+    )
+    with pytest.raises(ReportError):
+        fit_power_law([1], [1])
+
+
+def test_points_average_and_error_bars(tmp_path):
+    write_results(tmp_path)
+    points = collect_points(read_results(tmp_path))
+    synth = {p.scale: p for p in points if p.benchmark == "synth"}
+    assert synth[1.0].values == pytest.approx([0.2, 0.21])
+    assert synth[1.0].mean == pytest.approx(0.205) and synth[1.0].std == pytest.approx(0.005)
+    average = {p.scale: p for p in points if p.benchmark == AVERAGE}
+    assert average[0.1].mean == pytest.approx(0.75 * 0.02 * 1000**0.25 + 0.005)
+    assert synth[0.01].samples_seen == 100
+
+
+def test_report_files_and_table(tmp_path):
+    (tmp_path / "runs").mkdir()
+    write_results(tmp_path / "runs")
+    report = scaling_report(tmp_path / "runs", tmp_path / "report")
+    assert report["fits"]["synth"]["b"] == pytest.approx(0.25, abs=0.02)
+    table = (tmp_path / "report" / "scaling.md").read_text()
+    assert "| scale | samples seen | ssv2 | synth | average |" in table
+    assert "| 1 | 10,000 | 10.5 ± 0.5 | 20.5 ± 0.5 | 15.5 ± 0.5 |" in table
+    assert (tmp_path / "report" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_and_offline_wandb_summary_run(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs").mkdir()
+    write_results(tmp_path / "runs", seeds=(0,))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "scaling", "--runs", "runs", "--out", "report", "--wandb-project", "p"]) == 0
+    printed = capsys.readouterr().out
+    assert "Power-law fits" in printed and "published to W&B" in printed
+    assert any("offline-run" in name for name in os.listdir(tmp_path / "wandb"))
+    assert main(["report", "scaling", "--runs", "nothing-here", "--out", "r2"]) == 2
