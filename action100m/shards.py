@@ -30,7 +30,7 @@ from action100m.errors import Action100MError, StageError
 from action100m.schema import validate_video_uid
 from action100m.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
-SUMMED_STATS = ("videos", "nodes", "annotated_nodes", "failures")
+SUMMED_STATS = ("videos", "nodes", "annotated_nodes", "failures", "scored_videos", "boundary_f1_sum")
 
 
 class ShardError(Action100MError):

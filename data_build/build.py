@@ -43,7 +43,7 @@ from action100m.video import VideoError, open_video  # noqa: E402
 from action100m.video.reencode import reencode  # noqa: E402
 from data_build.caption import CaptionConfig, caption_records, caption_synthetic  # noqa: E402
 from data_build.refine import RefineConfig, refine_records  # noqa: E402
-from data_build.segment import SegmentConfig, segment_videos  # noqa: E402
+from data_build.segment import SegmentConfig, score_tree, segment_videos  # noqa: E402
 
 STAGES = ("segment", "caption", "refine")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi")
@@ -166,6 +166,19 @@ class Builder:
         self.work = out / "work"
         self.backends: dict[str, Any] = {}
         self.seconds = dict.fromkeys((*STAGES, "write"), 0.0)
+        self.scores: dict[str, dict[str, float]] = {}
+        self._truth: dict[str, dict] | None = None
+
+    def truth_path(self) -> Path:
+        return Path(self.cfg.ground_truth or Path(self.cfg.input).parent / "ground_truth.jsonl")
+
+    def truth(self) -> dict[str, dict]:
+        """SynthActions ground truth by video, when the input has it (else empty)."""
+        if self._truth is None:
+            path = self.truth_path()
+            lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+            self._truth = {item["video_uid"]: item for item in map(json.loads, filter(None, lines))}
+        return self._truth
 
     def _cache(self, uid: str, stage: str) -> Path:
         return self.work / "videos" / uid / f"{stage}-{self.hashes[stage]}.json"
@@ -221,6 +234,8 @@ class Builder:
                 trees[uid] = cached.get("nodes")
                 if cached.get("failure"):
                     failures.append(StageError(uid, "segment", cached["failure"]))
+                if cached.get("score"):
+                    self.scores[uid] = cached["score"]
             else:
                 todo.append((uid, source))
         for (uid, _), result in zip(todo, segment_videos(todo, self.cfg.segment), strict=True):
@@ -230,7 +245,12 @@ class Builder:
                 trees[uid] = None
             else:
                 trees[uid] = [node.to_dict() for node in result.nodes]
-                write_json_atomic(self._cache(uid, "segment"), {"nodes": trees[uid]})
+                truth = self.truth().get(uid)
+                if truth is not None:  # SynthActions: how the tree's boundaries match the true steps
+                    self.scores[uid] = score_tree(result, truth)
+                write_json_atomic(
+                    self._cache(uid, "segment"), {"nodes": trees[uid], "score": self.scores.get(uid)}
+                )
         self.seconds["segment"] += time.perf_counter() - start
         records = []
         for entry, source in pairs:
@@ -282,7 +302,7 @@ class Builder:
             from action100m.synth.describer import DESCRIBER_ID, GroundTruthDescriber
 
             if "describer" not in self.backends:
-                truth = Path(self.cfg.ground_truth or Path(self.cfg.input).parent / "ground_truth.jsonl")
+                truth = self.truth_path()
                 if not truth.is_file():
                     raise ConfigError(
                         f"ground_truth: {truth} not found (caption.mode=synthetic needs SynthActions truth)"
@@ -353,10 +373,13 @@ class Builder:
                 source.close()
         samples.sort(key=lambda sample: sample[0])
         records = [json.loads(files["json"]) for _, files in samples]
+        scored = [self.scores[uid] for uid, _ in samples if uid in self.scores]
         stats = {
             "videos": len(samples),
             "nodes": sum(len(r["nodes"]) for r in records),
             "annotated_nodes": sum(n["annotation"] is not None for r in records for n in r["nodes"]),
+            "scored_videos": len(scored),
+            "boundary_f1_sum": sum(score["f1"] for score in scored),
         }
         return shard_set.write_shard(index, samples, failures, self.hashes["shards"], stats)
 
@@ -442,6 +465,8 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     summary = {**shard_set.refresh_summary(), "built": built, "skipped": skipped,
                "seconds": round(time.perf_counter() - started, 1),
                "stage_seconds": {k: round(v, 1) for k, v in builder.seconds.items()}}  # fmt: skip
+    if summary.get("scored_videos"):
+        summary["boundary_f1"] = round(summary["boundary_f1_sum"] / summary["scored_videos"], 4)
     write_json_atomic(out / "stats.json", summary)
     if cfg.wandb.enabled:
         import wandb

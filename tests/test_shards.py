@@ -46,6 +46,8 @@ def test_marker_last_and_summary(tmp_path):
         "nodes": 13,
         "annotated_nodes": 5,
         "failures": 1,
+        "scored_videos": 0,
+        "boundary_f1_sum": 0,
     }
     assert json.loads((tmp_path / "sizes.json").read_text()) == {"p-000000.tar": 2, "p-000001.tar": 1}
     [line] = (tmp_path / "failures.jsonl").read_text().splitlines()

@@ -64,6 +64,9 @@ def test_demo_build_writes_readable_shards_and_resumes(synth, tmp_path):
     for name in ("sizes.json", "failures.jsonl", "stats.json", "config.yaml", "build.json"):
         assert (out / name).is_file()
     assert sum(json.loads((out / "sizes.json").read_text()).values()) == 6
+    assert (
+        summary["scored_videos"] == 6 and 0.5 < summary["boundary_f1"] <= 1.0
+    )  # SynthActions truth beside input
 
     again = run_build(build_config(synth / "manifest.jsonl", out))
     assert (again["built"], again["skipped"]) == (0, 3)
