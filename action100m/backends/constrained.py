@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from action100m.backends.base import LLM, BackendError, Message
 from action100m.backends.transformers_backend import TransformersLLM
@@ -277,28 +277,10 @@ class ConstrainedTransformersLLM(TransformersLLM):
         finally:
             self._active = None
 
-    def _generate(self, inputs: Any) -> list[str | BackendError]:
+    def _logits_processors(self, prompt_length: int) -> list[Any]:
         if self._active is None:
-            return super()._generate(inputs)
-        # As TransformersBackend._generate, plus the schema's logits processor.
-        g = self.generation
-        kwargs: dict[str, Any] = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample)
-        if g.do_sample:
-            kwargs.update(temperature=g.temperature, top_p=g.top_p)
-            if g.seed is not None:
-                torch.manual_seed(g.seed)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        inputs = inputs.to(self.device)
-        prompt_length = inputs["input_ids"].shape[1]
-        processor = SchemaProcessor(self._active, prompt_length, g.max_new_tokens)
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **kwargs, pad_token_id=self.tokenizer.pad_token_id,
-                                         logits_processor=LogitsProcessorList([processor]))  # fmt: skip
-        texts = self.tokenizer.batch_decode(
-            output[:, prompt_length:], skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
-        return [self._non_empty(text.strip()) for text in texts]
+            return []
+        return [SchemaProcessor(self._active, prompt_length, self.generation.max_new_tokens)]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "constrained_decoding": ENGINE}

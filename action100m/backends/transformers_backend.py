@@ -24,6 +24,7 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
+    LogitsProcessorList,
 )
 
 from action100m.backends.base import (
@@ -143,6 +144,9 @@ class TransformersBackend(Backend):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         inputs = inputs.to(self.device)
         prompt_length = inputs["input_ids"].shape[1]
+        processors = self._logits_processors(prompt_length)
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **kwargs, pad_token_id=self.tokenizer.pad_token_id)
         new_tokens = output[:, prompt_length:]
@@ -150,6 +154,10 @@ class TransformersBackend(Backend):
             return [self._final_answer(text) for text in self.tokenizer.batch_decode(new_tokens)]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [self._non_empty(text.strip()) for text in texts]
+
+    def _logits_processors(self, prompt_length: int) -> list[Any]:
+        """Processors that steer decoding (constrained JSON, in constrained.py); none by default."""
+        return []
 
     def _final_answer(self, raw: str) -> str | BackendError:
         text = final_channel(raw)
