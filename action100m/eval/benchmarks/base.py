@@ -1,0 +1,147 @@
+"""What every reader returns (clips + class names), and the file helpers readers share.
+
+A reader turns a benchmark's official annotation files, as published, into `Clip`s (video path, span,
+label id) and class names. It never looks at the videos: whether they exist is checked by the caller, so
+`check_only` can count missing videos without decoding anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from action100m.eval.errors import BenchmarkFileError, EvalError
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One evaluated sample: seconds [start, end] of `video` (end None: to the end of the video)."""
+
+    id: str
+    video: Path
+    label: int
+    start: float = 0.0
+    end: float | None = None
+
+
+@dataclass
+class Benchmark:
+    """A closed-set classification benchmark. `class_names` are the published strings; `class_texts`
+    their readable form, which templates turn into prompts."""
+
+    name: str
+    split: str
+    task: str
+    class_names: list[str]
+    class_texts: list[str]
+    clips: list[Clip]
+    files: list[Path]
+    notes: dict[str, Any] = field(default_factory=dict)  # facts worth reporting, e.g. unannotated videos
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            raise EvalError(f"{self.name}: empty class list (read from {', '.join(map(str, self.files))})")
+        if len(self.class_texts) != len(self.class_names):
+            raise EvalError(
+                f"{self.name}: {len(self.class_texts)} class texts for {len(self.class_names)} classes"
+            )
+        bad = next((c for c in self.clips if not 0 <= c.label < len(self.class_names)), None)
+        if bad is not None:
+            raise EvalError(
+                f"{self.name}: clip {bad.id} has label {bad.label} outside 0..{len(self.class_names) - 1}"
+            )
+
+
+@dataclass
+class RetrievalSet:
+    """Captioned videos: caption k describes `videos[caption_video[k]]` (a video may have several)."""
+
+    name: str
+    split: str
+    videos: list[Clip]
+    captions: list[str]
+    caption_video: list[int]
+    files: list[Path]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a benchmark lives and which variant to read. `files` renames a reader's files by role
+    (relative to `root`, or absolute); `layout` and `video_ext` pick among the published video layouts."""
+
+    root: Path
+    videos: Path
+    split: str
+    task: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
+    layout: str = ""
+    video_ext: str = ""
+    class_names: str = ""
+
+    def file(self, benchmark: str, role: str, default: str) -> Path:
+        """The file playing `role`, which must exist; the error names it and how to point elsewhere."""
+        path = self.root / self.files.get(role, default)
+        if not path.is_file():
+            raise BenchmarkFileError(
+                benchmark, path, f"missing {role} file (set zero_shot.root, or zero_shot.files.{role}=NAME)"
+            )
+        return path
+
+    def choice(self, benchmark: str, what: str, value: str, allowed: tuple[str, ...]) -> str:
+        """`value` (the reader's first option when empty), checked against `allowed`."""
+        value = value or allowed[0]
+        if value not in allowed:
+            raise EvalError(f"{benchmark}: unknown {what} {value!r}; choose one of {list(allowed)}")
+        return value
+
+
+def read_json(benchmark: str, path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BenchmarkFileError(benchmark, path, f"not valid JSON: {err}") from err
+
+
+def read_csv(benchmark: str, path: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV with a header (quoted fields, CRLF and a BOM allowed); `required` columns must exist."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchmarkFileError(
+                benchmark, path, f"no column {missing[0]!r} (header: {reader.fieldnames})"
+            )
+        return list(reader)
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-blank lines without CRLF or trailing spaces (UCF101 and HMDB51 split files have both)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def field_of(benchmark: str, path: Path, entry: Mapping[str, Any], key: str, where: str) -> Any:
+    """entry[key], or an error naming the file, the entry and the key."""
+    try:
+        return entry[key]
+    except (KeyError, TypeError):
+        raise BenchmarkFileError(benchmark, path, f"{where} has no {key!r}") from None
+
+
+def class_list(benchmark: str, path: Path, names: list[str]) -> list[str]:
+    """`names`, or an error naming the file when it lists no class."""
+    if not names:
+        raise BenchmarkFileError(benchmark, path, "empty class list")
+    return names
+
+
+def class_index(benchmark: str, path: Path, lookup: Mapping[str, int], name: str, where: str) -> int:
+    """The id of class `name`, or an error naming the unknown label and where it was found."""
+    try:
+        return lookup[name]
+    except KeyError:
+        raise BenchmarkFileError(benchmark, path, f"{where}: unknown label {name!r}") from None

@@ -1,0 +1,109 @@
+"""What a run shows and keeps: the check summary, the result table, the paper-style suite table, the
+list of clips left out (JSON lines beside the result JSON) and the W&B run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from action100m.eval.benchmarks import Benchmark, Clip, RetrievalSet
+from action100m.eval.config import BenchmarkConfig, WandbConfig
+from action100m.utils.atomic import write_text_atomic
+
+# Column headers of the papers' zero-shot table, by benchmark config name.
+PAPER_HEADERS = {
+    "ssv2": "SSv2", "epic_kitchens_action": "EK100", "egoexo4d_keystep": "EgoExo4D", "kinetics400": "K400",
+    "coin_step": "COIN SR", "coin_task": "COIN TR", "crosstask_step": "CT SR", "crosstask_task": "CT TR",
+}  # fmt: skip
+
+
+def format_check(
+    bench: BenchmarkConfig, data: Benchmark | RetrievalSet, clips: list[Clip], missing: list[Clip]
+) -> str:
+    videos = len({c.video for c in clips})
+    absent = len({c.video for c in missing})
+    where = bench.videos or bench.root
+    lines = [f"{bench.name}: {data.split} split, {len(clips):,} clips"]
+    if isinstance(data, Benchmark):
+        lines[0] += f", {len(data.class_names):,} classes (task {data.task})"
+    else:
+        lines[0] += f", {len(data.captions):,} captions"
+    lines.append(f"  videos: {videos:,} referenced, {absent:,} missing under {where}")
+    if missing:
+        lines.append(f"  first missing: {missing[0].video}")
+    lines.append("  files: " + ", ".join(str(p) for p in data.files))
+    lines += [f"  {key}: {value}" for key, value in data.notes.items()]
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def format_result(result: dict[str, Any]) -> str:
+    counts, metrics = result["counts"], result["metrics"]
+    head = (f"{result['benchmark']} ({result['split']}, {result['model']['name']}, "
+            f"{result['protocol']['num_frames']} frames): {counts['clips_evaluated']:,} of "
+            f"{counts['clips_read']:,} clips ({counts['clips_missing']} missing, "
+            f"{counts['clips_failed']} failed)")  # fmt: skip
+    names = list(metrics)
+    widths = [max(len(n), 7) for n in names]
+    header = "  " + "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))
+    values = "  " + "  ".join(
+        (_percent(metrics[n]) if "rank" not in n else f"{metrics[n]:.1f}").rjust(w)
+        for n, w in zip(names, widths, strict=True)
+    )
+    return "\n".join([head, header, values, f"  -> {result['path']}"])
+
+
+def format_suite(results: list[dict[str, Any]], model: str) -> dict[str, Any]:
+    """The papers' table: one row, top-1 per benchmark and their average (over those with a score)."""
+    top1 = {r["benchmark"]: r["metrics"].get("top1") for r in results}
+    scored = [v for v in top1.values() if v is not None]
+    average = sum(scored) / len(scored) if scored else None
+    headers = ["model", "avg", *(PAPER_HEADERS.get(name, name) for name in top1)]
+    row = [model, _percent(average), *(_percent(v) for v in top1.values())]
+    widths = [max(len(h), len(v)) for h, v in zip(headers, row, strict=True)]
+    table = "\n".join(
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)) + " |"
+        for cells in (headers, ["-" * w for w in widths], row)
+    )
+    return {"average_top1": average, "top1": top1, "table": table}
+
+
+def write_left_out(folder: Path, left_out: list[tuple[Clip, str]]) -> Path:
+    """folder/left_out.jsonl: one line {clip, video, reason} per clip not evaluated."""
+    lines = (
+        json.dumps({"clip": c.id, "video": str(c.video), "reason": reason}) + "\n" for c, reason in left_out
+    )
+    return write_text_atomic(folder / "left_out.jsonl", "".join(lines))
+
+
+def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None) -> None:
+    import wandb
+
+    run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, job_type="eval", config=config)
+    logged: dict[str, Any] = {
+        f"zero_shot/{r['benchmark']}/{k}": v
+        for r in results
+        for k, v in r["metrics"].items()
+        if v is not None
+    }
+    if average is not None:
+        logged["zero_shot/average_top1"] = average
+    columns = [
+        "benchmark",
+        "split",
+        "clips_evaluated",
+        "clips_missing",
+        "clips_failed",
+        "top1",
+        "top5",
+        "mean_class",
+    ]
+    rows = [[r["benchmark"], r["split"], *(r["counts"][c] for c in columns[2:5]),
+             *(r["metrics"].get(m) for m in columns[5:])] for r in results]  # fmt: skip
+    logged["zero_shot/table"] = wandb.Table(columns=columns, data=rows)
+    run.log(logged)
+    run.finish()

@@ -1,0 +1,254 @@
+"""`python eval.py`: read the benchmark(s), check the videos, load the encoder, score, report.
+
+Nothing heavy happens before every benchmark's annotation files have parsed and its videos have been
+counted, so a wrong folder fails in a second, not after the model has loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from action100m.config import CONFIG_DIR
+from action100m.errors import Action100MError, ConfigError
+from action100m.eval.benchmarks import Benchmark, Clip, RetrievalSet, Source, read_benchmark
+from action100m.eval.classifier import class_embeddings, clip_embeddings, text_embeddings
+from action100m.eval.config import BenchmarkConfig, EvalConfig
+from action100m.eval.data import SAMPLING, ClipDataset
+from action100m.eval.encoders import VideoTextEncoder, load_encoder, weights_sha256
+from action100m.eval.errors import EvalError
+from action100m.eval.metrics import classification_metrics, retrieval_metrics
+from action100m.eval.prompts import template_set
+from action100m.eval.report import format_check, format_result, format_suite, log_wandb, write_left_out
+from action100m.utils.atomic import write_json_atomic
+
+
+@dataclass
+class Loaded:
+    """A benchmark config, what its reader returned, and its clips whose video file is absent."""
+
+    cfg: BenchmarkConfig
+    data: Benchmark | RetrievalSet
+    missing: list[Clip]
+
+    @property
+    def clips(self) -> list[Clip]:
+        return self.data.clips if isinstance(self.data, Benchmark) else self.data.videos
+
+
+def suite_configs(cfg: EvalConfig) -> list[BenchmarkConfig]:
+    """The benchmark configs to run: zero_shot itself, or each of its `suite` (configs/zero_shot/<n>.yaml
+    resolved against this run's data_root)."""
+    if not cfg.zero_shot.suite:
+        return [cfg.zero_shot]
+    configs = []
+    for name in cfg.zero_shot.suite:
+        path = CONFIG_DIR / "zero_shot" / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"zero_shot.suite names {name!r}, but there is no {path}")
+        node = OmegaConf.create({"data_root": cfg.data_root, "zero_shot": OmegaConf.load(path)})
+        resolved = OmegaConf.to_container(node, resolve=True)["zero_shot"]
+        configs.append(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BenchmarkConfig), resolved)))
+    return configs
+
+
+def load_benchmark(bench: BenchmarkConfig) -> Loaded:
+    """Parse the annotation files and find the clips whose video is missing (each file checked once)."""
+    if not bench.reader or not bench.root:
+        raise ConfigError(f"zero_shot={bench.name or '?'}: zero_shot.reader and zero_shot.root must be set")
+    root = Path(bench.root).expanduser()
+    source = Source(
+        root=root, videos=Path(bench.videos).expanduser() if bench.videos else root, split=bench.split,
+        task=bench.task, files=dict(bench.files), layout=bench.layout, video_ext=bench.video_ext,
+        class_names=bench.class_names,
+    )  # fmt: skip
+    data = read_benchmark(bench.reader, source)
+    clips = data.clips if isinstance(data, Benchmark) else data.videos
+    exists: dict[Path, bool] = {}
+    missing = [c for c in clips if not exists.setdefault(c.video, c.video.is_file())]
+    return Loaded(bench, data, missing)
+
+
+def model_identity(cfg: EvalConfig, encoder: VideoTextEncoder | None = None) -> dict[str, Any]:
+    """What the result JSON records of the model; `key` names it in the text-embedding cache."""
+    location = cfg.checkpoint if cfg.encoder.kind == "vljepa" else cfg.encoder.model
+    sha = weights_sha256(location) if location else None
+    name = getattr(encoder, "name", None) or location or cfg.encoder.kind
+    return {"kind": cfg.encoder.kind, "name": name, "checkpoint": location, "checkpoint_sha256": sha,
+            "key": f"{cfg.encoder.kind}:{name}:{sha}"}  # fmt: skip
+
+
+def _slug(identity: dict[str, Any]) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(identity["name"])).name or "model")
+    return f"{name}-{identity['checkpoint_sha256'][:8]}" if identity["checkpoint_sha256"] else name
+
+
+def _dataset(
+    cfg: EvalConfig, bench: BenchmarkConfig, encoder: VideoTextEncoder, clips: list[Clip]
+) -> ClipDataset:
+    frames = cfg.num_frames or bench.num_frames or encoder.num_frames
+    options = {"num_threads": cfg.video.num_threads}
+    if cfg.video.backend.value == "pyav":
+        options["seek_threshold"] = cfg.video.seek_threshold
+    return ClipDataset(clips, encoder.preprocess, frames, bench.temporal_views, bench.spatial_crops,
+                       cfg.video.backend.value, options)  # fmt: skip
+
+
+def _embed(
+    cfg: EvalConfig, loaded: Loaded, encoder: VideoTextEncoder, out: Path
+) -> tuple[list[Clip], torch.Tensor, list]:
+    """The clips evaluated, their embeddings, and every clip left out with its reason. Clips that cannot
+    be decoded fail the run unless allowed, after listing them in out/left_out.jsonl."""
+    missing = set(map(id, loaded.missing))
+    present = [c for c in loaded.clips if id(c) not in missing]
+    dataset = _dataset(cfg, loaded.cfg, encoder, present)
+    embedded = clip_embeddings(encoder, dataset, cfg.batch_size, cfg.workers, cfg.progress, loaded.cfg.name,
+                               cfg.query)  # fmt: skip
+    failed = [(present[i], reason) for i, reason in embedded.failures]
+    left_out = [(c, "missing video file") for c in loaded.missing] + failed
+    if failed and not cfg.allow_missing:
+        listed = write_left_out(out, failed)
+        examples = "; ".join(f"{c.video}: {reason}" for c, reason in failed[:2])
+        raise EvalError(
+            f"{loaded.cfg.name}: {len(failed)} of {len(present)} clips could not be decoded ({examples}; all "
+            f"in {listed}); allow_missing=true evaluates without them"
+        )
+    return [present[i] for i in embedded.indices], embedded.embeddings, left_out
+
+
+def protocol(
+    cfg: EvalConfig, bench: BenchmarkConfig, encoder: VideoTextEncoder, templates: list[str]
+) -> dict:
+    return {
+        "num_frames": cfg.num_frames or bench.num_frames or encoder.num_frames,
+        "sampling": SAMPLING,
+        "temporal_views": bench.temporal_views,
+        "spatial_crops": bench.spatial_crops,
+        "crop_size": encoder.crop_size,
+        "template_set": "custom" if bench.template_list else bench.templates,
+        "templates": templates,
+        "class_names": bench.class_names or "reader default",
+        "query": cfg.query or getattr(encoder, "query", None),
+        "score": "cosine similarity",
+        "video_backend": cfg.video.backend.value,
+    }
+
+
+def evaluate(
+    cfg: EvalConfig, loaded: Loaded, encoder: VideoTextEncoder, identity: dict, out: Path
+) -> dict[str, Any]:
+    """Score one benchmark; the result as written to out/result.json."""
+    bench, data, started = loaded.cfg, loaded.data, time.perf_counter()
+    if isinstance(data, Benchmark):
+        templates = template_set(bench.templates, bench.template_list)
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+        classes, text_info = class_embeddings(
+            encoder, data.class_texts, templates, cfg.text_batch_size, cache, identity["key"]
+        )
+        clips, videos, left_out = _embed(cfg, loaded, encoder, out)
+        targets = torch.tensor([c.label for c in clips], dtype=torch.long)
+        scores = videos @ classes.T if clips else torch.empty(0, len(classes))
+        metrics = classification_metrics(scores, targets)
+        extra = {"num_classes": len(data.class_names), "text_embeddings": text_info}
+    else:
+        templates = ["{}"]  # captions are used as written
+        clips, videos, left_out = _embed(cfg, loaded, encoder, out)
+        row = {id(c): i for i, c in enumerate(clips)}
+        pairs = [(text, data.videos[v]) for text, v in zip(data.captions, data.caption_video, strict=True)]
+        kept = [(text, row[id(clip)]) for text, clip in pairs if id(clip) in row]
+        captions = text_embeddings(encoder, [t for t, _ in kept], cfg.text_batch_size) if kept else None
+        metrics = retrieval_metrics(captions @ videos.T, torch.tensor([v for _, v in kept])) if kept else {}
+        extra = {"captions": len(data.captions), "captions_evaluated": len(kept)}
+    missing = sum(1 for _, reason in left_out if reason == "missing video file")
+    return {
+        "benchmark": bench.name, "reader": bench.reader, "task": getattr(data, "task", "retrieval"),
+        "split": data.split, "root": bench.root, "videos": bench.videos or bench.root,
+        "annotation_files": [str(p) for p in data.files], "notes": data.notes,
+        "model": {k: v for k, v in identity.items() if k != "key"},
+        "protocol": protocol(cfg, bench, encoder, templates),
+        "counts": {"clips_read": len(loaded.clips), "clips_missing": missing,
+                   "clips_failed": len(left_out) - missing, "clips_evaluated": len(clips)},
+        "allow_missing": cfg.allow_missing, "metrics": metrics, **extra,
+        "seconds": round(time.perf_counter() - started, 2),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "left_out": left_out,
+    }  # fmt: skip
+
+
+def _refuse_missing(loaded: list[Loaded]) -> None:
+    problems = [
+        f"{x.cfg.name}: {len(x.missing)} of {len(x.clips)} clips reference missing videos "
+        f"(e.g. {x.missing[0].video})"
+        for x in loaded
+        if x.missing
+    ]
+    if problems:
+        raise EvalError(
+            "; ".join(problems)
+            + "; fix zero_shot.root/videos, or allow_missing=true to evaluate without them"
+        )
+
+
+def check(benches: list[BenchmarkConfig]) -> dict[str, Any]:
+    """check_only: parse every benchmark's files and count its missing videos; print each, load no model.
+    Fails (after printing all) when any benchmark's files do not parse."""
+    checks, errors = [], []
+    for bench in benches:
+        try:
+            x = load_benchmark(bench)
+        except Action100MError as err:
+            errors.append(f"{bench.name}: error: {err}")
+            print(errors[-1])
+            continue
+        checks.append(format_check(x.cfg, x.data, x.clips, x.missing))
+        print(checks[-1])
+    if errors:
+        raise EvalError(f"{len(errors)} of {len(benches)} benchmarks did not parse (see above)")
+    return {"checks": checks}
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    """Check or evaluate the configured benchmark(s); returns {"results": [...], "average_top1": ...}."""
+    if cfg.check_only:
+        return check(suite_configs(cfg))
+    if cfg.query and cfg.encoder.kind != "vljepa":
+        raise ConfigError(
+            f"query= is the VL-JEPA predictor's text query; encoder={cfg.encoder.kind} takes none"
+        )
+    loaded = [load_benchmark(bench) for bench in suite_configs(cfg)]
+    for x in loaded:
+        if not x.clips:
+            raise EvalError(f"{x.cfg.name}: the annotation files list no clips for split {x.data.split!r}")
+    if not cfg.allow_missing:
+        _refuse_missing(loaded)
+    encoder = load_encoder(cfg.encoder.kind, cfg.checkpoint, cfg.encoder.model, cfg.encoder.num_frames,
+                           cfg.encoder.device, cfg.encoder.dtype)  # fmt: skip
+    identity = model_identity(cfg, encoder)
+    config = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    results = []
+    for x in loaded:
+        out = Path(cfg.output_dir) / x.cfg.name / _slug(identity)
+        result = evaluate(cfg, x, encoder, identity, out)
+        result["config"] = config
+        write_left_out(out, result.pop("left_out"))
+        result["path"] = str(write_json_atomic(out / "result.json", result))
+        print(format_result(result))
+        results.append(result)
+    summary: dict[str, Any] = {"results": results}
+    if cfg.zero_shot.suite:
+        summary.update(format_suite(results, identity["name"]))
+        kept = {"suite": cfg.zero_shot.suite, "model": results[0]["model"], "average_top1": summary["average_top1"],
+                "top1": summary["top1"], "results": [r["path"] for r in results]}  # fmt: skip
+        out = Path(cfg.output_dir) / cfg.zero_shot.name / _slug(identity) / "summary.json"
+        summary["path"] = str(write_json_atomic(out, kept))
+        print(summary["table"])
+    if cfg.logger.wandb.enabled:
+        log_wandb(cfg.logger.wandb, config, results, summary.get("average_top1"))
+    return summary
