@@ -45,7 +45,7 @@ def test_command_end_to_end(synth_benchmark, tiny_clip, tmp_path):  # noqa: F811
     assert (
         "top1" in done.stdout and f"{SYNTH_CLIPS} of {SYNTH_CLIPS} clips (0 missing, 0 failed)" in done.stdout
     )
-    [path] = (out / "synth").glob("*/result.json")
+    [path] = (out / "synth").glob("tiny_clip*/validation-4f-1x1-default/result.json")
     result = json.loads(path.read_text())
     assert result["model"]["kind"] == "clip" and len(result["model"]["checkpoint_sha256"]) == 64
     expected = {"templates": ["{}"], "num_frames": 4, "temporal_views": 1, "spatial_crops": 1,

@@ -90,6 +90,15 @@ def _slug(identity: dict[str, Any]) -> str:
     return f"{name}-{identity['checkpoint_sha256'][:8]}" if identity["checkpoint_sha256"] else name
 
 
+def _protocol_slug(cfg: EvalConfig, loaded: Loaded, encoder: VideoTextEncoder) -> str:
+    """E.g. "validation-8f-1x1-default": runs that differ in split, frames, views or templates keep
+    their own result folder."""
+    bench = loaded.cfg
+    frames = cfg.num_frames or bench.num_frames or encoder.num_frames
+    templates = "custom" if bench.template_list else bench.templates
+    return f"{loaded.data.split}-{frames}f-{bench.temporal_views}x{bench.spatial_crops}-{templates}"
+
+
 def _dataset(
     cfg: EvalConfig, bench: BenchmarkConfig, encoder: VideoTextEncoder, clips: list[Clip]
 ) -> ClipDataset:
@@ -234,7 +243,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     config = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
     results = []
     for x in loaded:
-        out = Path(cfg.output_dir) / x.cfg.name / _slug(identity)
+        out = Path(cfg.output_dir) / x.cfg.name / _slug(identity) / _protocol_slug(cfg, x, encoder)
         result = evaluate(cfg, x, encoder, identity, out)
         result["config"] = config
         write_left_out(out, result.pop("left_out"))
