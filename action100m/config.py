@@ -36,10 +36,14 @@ class VideoConfig:
 
 @dataclass
 class DemoConfig:
-    video: VideoConfig = field(default_factory=VideoConfig)
     out: str = "runs/demo"
-    shared_dir: str = "../shared"
-    synth_videos: int = 10
+    videos: int = 200  # SynthActions videos to build the dataset from
+    benchmark_clips: int = 280  # held-out zero-shot clips (28 classes)
+    seed: int = 0
+    scales: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])  # nested data scales, one run each
+    build_overrides: list[str] = field(default_factory=list)  # passed to data_build/build.py
+    train_overrides: list[str] = field(default_factory=list)  # passed to train.py
+    eval_overrides: list[str] = field(default_factory=list)  # passed to eval.py
 
 
 def register_configs() -> None:
