@@ -1,0 +1,89 @@
+"""The LightningDataModule over a shard set at one data scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+
+from action100m.data.config import DataConfig
+from action100m.data.fields import FieldMix
+from action100m.data.resample import resampling_rates
+from action100m.data.scale import ScaleSubset, select_scale
+from action100m.data.scan import ScanSummary, cache_folder, summarize
+from action100m.data.stream import NodeStream, StreamLoader
+from action100m.errors import ConfigError
+
+
+@dataclass
+class DataPlan:
+    """What a run trains on, known before training starts."""
+
+    subset: ScaleSubset
+    scan: ScanSummary
+    mix: FieldMix
+
+    def describe(self) -> dict:
+        return {"scale": self.subset.scale, "shards": len(self.subset.shards),
+                "total_shards": self.subset.total_shards, "videos": self.subset.videos,
+                "nodes": self.subset.nodes, "samples": self.scan.samples,
+                "samples_per_field": self.scan.per_field}  # fmt: skip
+
+
+def plan_data(cfg: DataConfig) -> DataPlan:
+    """Choose the shards of the scale and scan their records; every bad-input error is raised here."""
+    if cfg.epoch_batches < 1 or cfg.batch_size < 1:
+        raise ConfigError("data.epoch_batches and data.batch_size must be at least 1")
+    mix = FieldMix(cfg.text_fields)
+    subset = select_scale(cfg.shards, cfg.scale)
+    return DataPlan(subset, summarize(subset, cfg, mix), mix)
+
+
+class ActionDataModule(L.LightningDataModule):
+    def __init__(self, cfg: DataConfig, plan: DataPlan | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.plan = plan or plan_data(cfg)
+        self.prepare_data_per_node = False  # the resampling table is written once, to the shared cache
+        self.rates: dict[str, float] | None = None
+        self.train_set: NodeStream | None = None
+        self.val_set: NodeStream | None = None
+
+    def _rates(self) -> dict[str, float]:
+        cache = cache_folder(self.plan.subset, self.cfg)
+        return resampling_rates(self.plan.scan.briefs, self.cfg.resample, cache)
+
+    def prepare_data(self) -> None:
+        if self.cfg.resample.enabled:
+            self._rates()  # global rank 0 computes and caches the table; the others load it in setup
+
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        readers = world * max(1, self.cfg.num_workers)
+        shards = [str(path) for path in self.plan.subset.shards]
+        if len(shards) < readers:
+            raise ConfigError(f"data.scale={self.cfg.scale:g} gives {len(shards)} shards for {world} ranks x "
+                              f"{max(1, self.cfg.num_workers)} workers = {readers} readers, which would read "
+                              f"the same shards in step; use fewer data.num_workers, a larger scale, or "
+                              f"build with fewer samples_per_shard")  # fmt: skip
+        if self.cfg.resample.enabled and self.rates is None:
+            self.rates = self._rates()
+        self.train_set = NodeStream(shards, self.cfg, self.plan.mix, self.rates, rank, self.cfg.epoch_batches,
+                                    seed=self.cfg.seed)  # fmt: skip
+        if self.cfg.val_shards:
+            val = select_scale(self.cfg.val_shards, 1.0)
+            self.val_set = NodeStream([str(p) for p in val.shards], self.cfg, self.plan.mix, None, rank,
+                                      self.cfg.val_batches, seed=f"val:{self.cfg.seed}")  # fmt: skip
+
+    def _trained_batches(self) -> int:
+        trainer = self.trainer
+        return trainer.global_step * trainer.accumulate_grad_batches if trainer else 0
+
+    def train_dataloader(self) -> StreamLoader:
+        return StreamLoader(self.train_set, self._trained_batches, self.cfg.num_workers)
+
+    def val_dataloader(self) -> StreamLoader | list:
+        if self.val_set is None:
+            return []
+        return StreamLoader(self.val_set, lambda: 0, self.cfg.num_workers)

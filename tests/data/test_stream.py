@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+
+from action100m.data.config import DataConfig
+from action100m.data.fields import FieldMix, node_texts
+from action100m.data.scale import select_scale
+from action100m.data.stream import DataError, NodeStream, StreamLoader
+from action100m.schema import VideoRecord
+from action100m.shards import read_tar, write_tar
+
+FIELDS = {"action_brief": 1.0, "action_label": 1.0}
+
+
+def config(shards, **overrides):
+    settings = dict(shards=str(shards), text_fields=FIELDS, batch_size=4, num_workers=2, epoch_batches=5,
+                    shuffle_buffer=50)  # fmt: skip
+    return DataConfig(**{**settings, **overrides})
+
+
+def stream(paths, cfg, rank=0, seed=0):
+    return NodeStream(
+        [str(p) for p in paths], cfg, FieldMix(cfg.text_fields), None, rank, cfg.epoch_batches, seed
+    )
+
+
+def epoch(dataset, start, workers):
+    return list(StreamLoader(dataset, lambda: start, workers))
+
+
+def test_a_rank_gets_exactly_its_batches_the_same_each_time_and_resumes_mid_epoch(shards):
+    cfg = config(shards)
+    paths = select_scale(shards, 1.0).shards
+    first = epoch(stream(paths, cfg), 0, workers=2)
+    assert len(first) == 5
+    for batch in first:
+        assert batch["clips"].shape == (4, 8, 3, 32, 32) and batch["clips"].dtype == torch.float32
+        assert len(batch["texts"]) == 4 and all(batch["texts"]) and batch["skipped"] == 0
+    again = epoch(stream(paths, cfg), 0, workers=2)
+    assert [b["texts"] for b in again] == [b["texts"] for b in first]
+    assert all(torch.equal(a["clips"], b["clips"]) for a, b in zip(first, again, strict=True))
+
+    resumed = epoch(stream(paths, cfg), 3, workers=2)  # 3 batches of epoch 0 already trained
+    assert [b["texts"] for b in resumed] == [b["texts"] for b in first[3:]]
+    assert torch.equal(resumed[0]["clips"], first[3]["clips"])
+
+    next_epoch = epoch(stream(paths, cfg), 5, workers=2)
+    other_rank = epoch(stream(paths, cfg, rank=1), 0, workers=2)
+    assert len(next_epoch) == len(other_rank) == 5
+    texts = [b["texts"] for b in first]
+    assert [b["texts"] for b in next_epoch] != texts and [b["texts"] for b in other_rank] != texts
+
+
+def corrupt_shard(good_tar, out):
+    """The good shard's videos, plus a video that is not one, a record that is not JSON and a video
+    without its mp4."""
+    [(key, files)] = list(read_tar(good_tar))
+    record = json.loads(files["json"])
+    samples = []
+    for name, mp4 in [
+        ("broken", b"\x00not a video" * 100),
+        ("truncated", files["mp4"][: len(files["mp4"]) // 4]),
+    ]:
+        samples.append((name, {"json": json.dumps({**record, "video_uid": name}).encode(), "mp4": mp4}))
+    samples.append(("badjson", {"json": b"{not json", "mp4": files["mp4"]}))
+    samples.append(("nomp4", {"json": json.dumps({**record, "video_uid": "nomp4"}).encode()}))
+    samples.append((key, files))  # last, so that the bad ones are met first
+    write_tar(out, samples)
+    return out
+
+
+def nodes_with_text(tar):
+    [(_, files)] = list(read_tar(tar))
+    record = VideoRecord.from_json(files["json"])
+    return [node for node in record.nodes if node_texts(node, record.metadata, list(FIELDS))]
+
+
+def test_undecodable_samples_are_counted_and_skipped(shards, tmp_path):
+    good = next((shards / "shards").glob("*.tar"))
+    mixed = corrupt_shard(good, tmp_path / "mixed.tar")
+    cfg = config(shards, num_workers=0, epoch_batches=8, shuffle_buffer=10)
+    batches = epoch(stream([mixed], cfg), 0, workers=0)
+    assert len(batches) == 8  # the good video's nodes fill every batch
+    # two unusable records and every node of the video that is not one (the truncated one may add more)
+    assert sum(b["skipped"] for b in batches) >= 2 + len(nodes_with_text(good))
+
+
+def test_a_stream_of_nothing_but_bad_samples_stops_with_the_cause(shards, tmp_path):
+    good = next((shards / "shards").glob("*.tar"))
+    [(key, files)] = list(read_tar(good))
+    bad = write_tar(tmp_path / "bad.tar", [(key, {"json": files["json"], "mp4": b"garbage" * 50})])
+    cfg = config(shards, num_workers=0, max_consecutive_failures=20)
+    with pytest.raises(DataError, match="21 unreadable samples in a row, the last: .*synth"):
+        epoch(stream([tmp_path / "bad.tar"], cfg), 0, workers=0)
+    assert bad[0] == 1
