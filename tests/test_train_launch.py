@@ -1,0 +1,47 @@
+"""train.py as a command: a multirun over two data scales, and a 2-process DDP run on CPU (gloo)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.data.shardset import demo_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["trainer.progress_bar=false", "data.batch_size=4", "data.num_workers=0", "data.epoch_batches=4",
+        "data.shuffle_buffer=20", "logger=csv", "trainer.max_steps=2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return demo_shards(tmp_path_factory)
+
+
+def train(*overrides):
+    done = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def runs(folder):
+    return {path.parent.name: json.loads(path.read_text()) for path in folder.glob("*/run.json")}
+
+
+@pytest.mark.slow
+def test_a_multirun_over_two_scales_writes_two_runs(shards, tmp_path):
+    train("-m", "name=sweep", f"data.shards={shards}", "data.scale=0.25,0.5", f"output_dir={tmp_path}", *FAST)
+    found = runs(tmp_path)
+    assert sorted((r["data"]["scale"], r["data"]["shards"]) for r in found.values()) == [(0.25, 2), (0.5, 4)]
+    assert all(name.startswith("sweep-tiny-scale0.") and (tmp_path / name / "checkpoints" / "last.ckpt").is_file()
+               for name in found)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_on_cpu_train_one_run(shards, tmp_path):
+    train("name=ddp", f"data.shards={shards}", f"output_dir={tmp_path}", "trainer.accelerator=cpu",
+          "trainer.devices=2", "trainer.strategy=ddp", *FAST)  # fmt: skip
+    [(name, run)] = runs(tmp_path).items()
+    assert run["global_step"] == 2 and run["samples_seen"] == 2 * 4 * 2  # steps x batch x ranks
