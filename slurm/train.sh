@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# VL-JEPA training as one multi-node SLURM job: srun starts one task per GPU and Lightning's SLURM
+# environment turns the tasks into a DDP (or FSDP) group. Near the time limit SLURM sends USR1 to every
+# task; Lightning saves <run>/hpc_ckpt_N.ckpt and requeues the job, and the requeued job resumes from
+# it (ckpt_path=last picks the newest checkpoint of the run).
+#
+#   SHARDS=/data/a100m bash slurm/train.sh [override ...]          # submits the job
+#   DRY_RUN=1 ... bash slurm/train.sh   (or: bash slurm/train.sh --dry-run)   # prints, runs nothing
+#
+# Run from a login node, it submits itself with sbatch (options from the variables below); inside the
+# job (SLURM_JOB_ID set) it runs srun python train.py. Arguments are extra train.py overrides, e.g.
+# data.scale=0.1 or model=vljepa_paper trainer.strategy=fsdp.
+#
+# Environment, [default]:
+#   SHARDS           the shard set (OUT of the build, or its shards/ folder) (required)
+#   NODES            nodes [1]
+#   GPUS_PER_NODE    GPUs per node, one task each [8]
+#   CPUS_PER_TASK    CPUs per task, for the data-loading workers [12]
+#   MEM              memory per node [0: all of it]
+#   TIME             time limit [48:00:00]
+#   PARTITION        SLURM partition [the cluster's default]
+#   ACCOUNT, QOS     SLURM account and QoS [none]
+#   SBATCH_ARGS      more sbatch options, e.g. "--constraint=h100" [none]
+#   MODEL            model preset [vljepa_paper]
+#   TRAINER          trainer preset [gpu]
+#   OUTPUT_DIR       where runs go [runs/train]
+#   PYTHON           [python]
+#   LOG_DIR          job logs, train-<job>.out [logs]
+#   DRY_RUN          1: print the sbatch / srun command instead of running it [0]
+# Relative paths are taken from the folder you submit from; the job runs there too.
+
+#SBATCH --job-name=a100m-train
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=8
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=12
+#SBATCH --time=48:00:00
+#SBATCH --output=logs/train-%j.out
+#SBATCH --requeue
+#SBATCH --signal=USR1@90
+
+set -euo pipefail
+
+if [[ "${1:-}" == "--dry-run" ]]; then
+    DRY_RUN=1
+    shift
+fi
+DRY_RUN=${DRY_RUN:-0}
+
+fail() {
+    echo "slurm/train.sh: error: $*" >&2
+    exit 2
+}
+
+show() {  # one command, quoted only where needed, so that it can be pasted into a shell
+    local words=() word
+    for word in "$@"; do
+        if [[ "$word" =~ ^[A-Za-z0-9_./:=,%@+-]+$ ]]; then words+=("$word"); else words+=("${word@Q}"); fi
+    done
+    echo "${words[*]}"
+}
+
+[[ -n "${SHARDS:-}" ]] || fail "SHARDS is not set (the shard set to train on)"
+NODES=${NODES:-1}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+PYTHON=${PYTHON:-python}
+LOG_DIR=${LOG_DIR:-logs}
+[[ "$NODES" =~ ^[1-9][0-9]*$ ]] || fail "NODES must be a positive number, got '$NODES'"
+[[ "$GPUS_PER_NODE" =~ ^[1-9][0-9]*$ ]] || fail "GPUS_PER_NODE must be a positive number, got '$GPUS_PER_NODE'"
+
+submit() {
+    local repo
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    # USR1 goes to the tasks (no B:), where Lightning handles it; --requeue lets the job be requeued.
+    local cmd=(sbatch --job-name=a100m-train --nodes="$NODES" --ntasks-per-node="$GPUS_PER_NODE"
+        --gpus-per-node="$GPUS_PER_NODE" --cpus-per-task="${CPUS_PER_TASK:-12}" --mem="${MEM:-0}"
+        --time="${TIME:-48:00:00}" --output="$LOG_DIR/train-%j.out" --requeue --signal=USR1@90
+        --chdir="$PWD" --export=ALL,A100M_REPO="$repo")
+    if [[ -n "${PARTITION:-}" ]]; then cmd+=(--partition="$PARTITION"); fi
+    if [[ -n "${ACCOUNT:-}" ]]; then cmd+=(--account="$ACCOUNT"); fi
+    if [[ -n "${QOS:-}" ]]; then cmd+=(--qos="$QOS"); fi
+    # shellcheck disable=SC2206  # SBATCH_ARGS is a list of options, split on purpose
+    cmd+=(${SBATCH_ARGS:-} "${BASH_SOURCE[0]}" "$@")
+    if [[ "$DRY_RUN" == 1 ]]; then
+        show "${cmd[@]}"
+        return
+    fi
+    mkdir -p "$LOG_DIR"  # SLURM does not create the folder of --output, and drops the log without it
+    "${cmd[@]}"
+}
+
+run_job() {
+    # num_nodes and devices come from the allocation, so Lightning's SLURM environment finds the
+    # world it expects: SLURM_NNODES x SLURM_NTASKS_PER_NODE tasks, one per GPU.
+    local nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-$NODES}}
+    local per_node=${SLURM_NTASKS_PER_NODE:-$GPUS_PER_NODE}
+    per_node=${per_node%%(*}  # "8(x2)" on heterogeneous listings
+    local cmd=(srun --kill-on-bad-exit=1 "$PYTHON" "${A100M_REPO:+$A100M_REPO/}train.py"
+        "model=${MODEL:-vljepa_paper}" "trainer=${TRAINER:-gpu}" "data.shards=$SHARDS"
+        "output_dir=${OUTPUT_DIR:-runs/train}" "trainer.num_nodes=$nodes" "trainer.devices=$per_node"
+        "ckpt_path=last" "$@")
+    if [[ "$DRY_RUN" == 1 ]]; then
+        show "${cmd[@]}"
+        return
+    fi
+    echo "train job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $nodes nodes: $(show "${cmd[@]}")"
+    "${cmd[@]}"
+}
+
+if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+    run_job "$@"
+else
+    submit "$@"
+fi
