@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 
+from action100m.config import CONFIG_DIR
+from action100m.train_config import register_train_configs
 from tests.data.shardset import demo_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +49,17 @@ def test_two_ddp_processes_on_cpu_train_one_run(shards, tmp_path):
           "trainer.devices=2", "trainer.strategy=ddp", *FAST)  # fmt: skip
     [(name, run)] = runs(tmp_path).items()
     assert run["global_step"] == 2 and run["samples_seen"] == 2 * 4 * 2  # steps x batch x ranks
+
+
+def test_the_slurm_sweep_submits_one_submitit_job_per_scale_shaped_like_its_trainer():
+    register_train_configs()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=scaling_slurm", "data.shards=/data", "hydra.launcher.nodes=2"],
+                      return_hydra_config=True)  # fmt: skip
+    HydraConfig.instance().set_config(cfg)  # what a job sees: `${hydra:launcher...}` resolves
+    try:
+        assert (cfg.trainer.num_nodes, cfg.trainer.devices, cfg.hydra.launcher.tasks_per_node) == (2, 8, 8)
+    finally:
+        HydraConfig.instance().cfg = None
+    assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert cfg.ckpt_path == "last" and cfg.trainer.requeue is False and cfg.model.preset == "vljepa_paper"
