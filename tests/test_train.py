@@ -33,11 +33,15 @@ def config(shards, out, *overrides):
 
 def test_a_run_is_named_after_its_data_and_its_checkpoints_load_safely(shards, tmp_path):
     summary = run_training(config(shards, tmp_path, "name=t", "data.scale=0.5", "trainer.max_steps=3",
-                                  "checkpoint.every_n_steps=2"))  # fmt: skip
+                                  "checkpoint.every_n_steps=2", f"data.val_shards={shards}", "data.val_batches=2",
+                                  "trainer.val_check_interval=2"))  # fmt: skip
     plan = plan_data(config(shards, tmp_path, "data.scale=0.5").data)
     assert summary["run_name"] == f"t-tiny-scale0.5-4shards-{plan.scan.samples}samples"
     run = tmp_path / summary["run_name"]
     assert summary["global_step"] == 3 and summary["samples_seen"] == 12
+    assert {"val/loss", "val/video_to_text_top1", "train/loss", "train/skipped_samples"} <= set(
+        summary["metrics"]
+    )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "config.yaml",
         "last.ckpt",
