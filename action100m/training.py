@@ -186,6 +186,10 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=ActionDataModule(cfg.data, plan), ckpt_path=resume, weights_only=True)
     if trainer.global_step % cfg.checkpoint.every_n_steps:  # the final step, when it was not a periodic save
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+        import wandb
+
+        wandb.finish()  # otherwise the next run of a multirun sweep logs into this run
     summary = {
         "run_name": name, "run_dir": str(run_dir), "global_step": trainer.global_step,
         "samples_seen": model.samples_seen, "skipped_samples": model.skipped_samples,

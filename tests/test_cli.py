@@ -1,21 +1,42 @@
 import json
 
+import pytest
+
 from action100m.cli import main
 
 
-def test_demo_runs_what_exists_and_says_what_does_not(tmp_path, capsys, shared_dir):
+@pytest.mark.slow
+def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", f"out={out}", f"shared_dir={shared_dir}"]) == 0
-    printed = capsys.readouterr().out
-    assert "Not built yet" in printed
+    overrides = "['trainer.max_steps=4','data.batch_size=8','data.epoch_batches=2','checkpoint.every_n_steps=2','data.num_workers=0']"
+    assert (
+        main(
+            [
+                "demo",
+                f"out={out}",
+                "videos=8",
+                "benchmark_clips=28",
+                "scales=[0.5,1.0]",
+                f"train_overrides={overrides}",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["video"]["backends_identical"] is True
-    assert summary["schema"] == {"nodes": 917, "lossless": True}
-    assert (out / "pattern.mp4").is_file()
-    assert summary["synth"]["videos"] == 10 and (out / "synth" / "manifest.jsonl").is_file()
+    assert summary["chance"] == pytest.approx(1 / 28)
+    assert [s["scale"] for s in summary["scales"]] == [0.5, 1.0]
+    assert all(0.0 <= s["top1"] <= 1.0 and s["samples_seen"] == 32 for s in summary["scales"])
+    assert 0.0 < summary["boundary_f1"] <= 1.0
+    assert set(summary["targets"]) == {
+        "minutes <= 15",
+        "top-1 rises with data scale",
+        "largest scale >= 5x chance",
+    }
+    assert (out / "report" / "scaling.png").is_file() and (out / "README.md").is_file()
+    assert "Targets:" in capsys.readouterr().out
 
 
 def test_bad_override_exits_2_with_one_line(tmp_path, capsys):
-    assert main(["demo", "video.backnd=pyav", f"out={tmp_path}"]) == 2
+    assert main(["demo", "vidoes=3", f"out={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "action100m demo: error: config key 'video.backnd': Key 'backnd' not in 'VideoConfig'"
+    assert err.startswith("action100m demo: error: config key 'vidoes'") and "\n" not in err
