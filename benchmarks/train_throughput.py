@@ -1,4 +1,5 @@
-"""VL-JEPA training speed with the tiny preset on a `build=demo` SynthActions shard set.
+"""VL-JEPA training speed with the tiny preset (configs/model/tiny.yaml, 32 px; --crop to change) on a
+`build=demo` SynthActions shard set.
 
 lightning_overhead: seconds per training step under the Lightning Trainer (as run_training configures
 it, less checkpoints and loggers) over a plain PyTorch loop (zero_grad, forward, loss, backward, clip,
@@ -49,13 +50,13 @@ def build_shards(folder: Path, videos: int) -> Path:
     return folder / "out"
 
 
-def train_config(shards: Path, batch: int):
+def train_config(shards: Path, batch: int, crop: int):
+    """The tiny preset and the CPU trainer, with the demo's text fields."""
     register_train_configs()
+    overrides = [f"data.shards={shards}", f"data.batch_size={batch}", f"model.crop_size={crop}",
+                 "+data.text_fields.action_label=1.0", "data.shuffle_buffer=500"]  # fmt: skip
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train", overrides=["experiment=demo", f"data.shards={shards}", f"data.batch_size={batch}"]
-        )
-    return OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(compose("train", overrides=overrides))
 
 
 class RecordingStream(NodeStream):
@@ -139,13 +140,14 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, help="a shard set to read (default: build one of --videos)")
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--crop", type=int, default=32, help="model.crop_size (the tiny preset's: 32)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as configs/trainer/cpu.yaml; more threads spin on the cores decoding needs
     with tempfile.TemporaryDirectory() as tmp:
         shards = args.shards or build_shards(Path(tmp), args.videos)
-        cfg = train_config(shards, args.batch)
+        cfg = train_config(shards, args.batch, args.crop)
         plan = plan_data(cfg.data)
         loader, decode = 0.0, 0.0
         for _ in range(args.repeats):
