@@ -33,6 +33,10 @@ class Point:
     scale: float
     samples_seen: float
     values: list[float]  # one per seed
+    dataset_size: float = 0.0  # training samples in the scale's subset, when the results say
+
+    def x(self, axis: str) -> float:
+        return self.samples_seen if axis == "samples_seen" else self.dataset_size
 
     @property
     def mean(self) -> float:
@@ -66,7 +70,8 @@ def collect_points(results: list[dict[str, Any]], metric: str = "top1") -> list[
     points = []
     for (benchmark, scale), group in sorted(grouped.items()):
         seen = float(np.mean([r["train"].get("samples_seen", 0) for r in group]))
-        points.append(Point(benchmark, scale, seen, [float(r["metrics"][metric]) for r in group]))
+        size = float(np.mean([r["train"].get("samples", 0) for r in group]))
+        points.append(Point(benchmark, scale, seen, [float(r["metrics"][metric]) for r in group], size))
     benchmarks = sorted({p.benchmark for p in points})
     if len(benchmarks) > 1:
         for scale in sorted({p.scale for p in points}):
@@ -112,16 +117,24 @@ def markdown_table(points: list[Point], metric: str) -> str:
     return "\n".join(lines) + f"\n\n{metric} in %, mean ± std over seeds where there are several.\n"
 
 
+def x_axis(points: list[Point]) -> str:
+    """Samples seen, unless every scale saw the same number (a fixed budget): then the dataset size."""
+    if len({p.samples_seen for p in points}) > 1 or not all(p.dataset_size > 0 for p in points):
+        return "samples_seen"
+    return "dataset_size"
+
+
 def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    axis = x_axis(points)
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     for benchmark in sorted({p.benchmark for p in points}, key=lambda b: (b == AVERAGE, b)):
-        series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.samples_seen)
-        x = [p.samples_seen for p in series]
+        series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.x(axis))
+        x = [p.x(axis) for p in series]
         style = {"color": "black", "linewidth": 2.5} if benchmark == AVERAGE else {}
         axes.errorbar(x, [100 * p.mean for p in series], yerr=[100 * p.std for p in series], marker="o",
                       capsize=3, label=benchmark, **style)  # fmt: skip
@@ -132,7 +145,7 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
                 grid, 100 * fit["a"] * grid ** fit["b"], linestyle="--", alpha=0.5, color=style.get("color")
             )
     axes.set_xscale("log")
-    axes.set_xlabel("training samples seen")
+    axes.set_xlabel("training samples seen" if axis == "samples_seen" else "training set size (samples)")
     axes.set_ylabel(f"zero-shot {metric} (%)")
     axes.set_title("Data scaling")
     axes.grid(True, which="both", alpha=0.3)
@@ -147,14 +160,15 @@ def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str 
     """Write scaling.png, scaling.md and scaling.json under `out`; returns the report as data."""
     out = Path(out)
     points = collect_points(read_results(runs, metric), metric)
+    axis = x_axis(points)
     fits = {}
     for benchmark in sorted({p.benchmark for p in points}):
         series = [p for p in points if p.benchmark == benchmark]
-        if len(series) >= 2 and all(p.mean > 0 and p.samples_seen > 0 for p in series):
-            fits[benchmark] = fit_power_law([p.samples_seen for p in series], [p.mean for p in series])
+        if len(series) >= 2 and all(p.mean > 0 and p.x(axis) > 0 for p in series):
+            fits[benchmark] = fit_power_law([p.x(axis) for p in series], [p.mean for p in series])
     table = markdown_table(points, metric)
     law = "\n".join(
-        f"- {b}: {metric} ≈ {f['a']:.3g} · samples^{f['b']:.3f} (R² {f['r2']:.2f})" for b, f in fits.items()
+        f"- {b}: {metric} ≈ {f['a']:.3g} · {axis}^{f['b']:.3f} (R² {f['r2']:.2f})" for b, f in fits.items()
     )
     plot(points, fits, metric, out / "scaling.png")
     write_text_atomic(
@@ -163,6 +177,7 @@ def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str 
     )
     report = {
         "metric": metric,
+        "x": axis,
         "points": [p.__dict__ | {"mean": p.mean, "std": p.std} for p in points],
         "fits": fits,
     }

@@ -70,3 +70,14 @@ def test_cli_and_offline_wandb_summary_run(tmp_path, monkeypatch, capsys):
     assert "Power-law fits" in printed and "published to W&B" in printed
     assert any("offline-run" in name for name in os.listdir(tmp_path / "wandb"))
     assert main(["report", "scaling", "--runs", "nothing-here", "--out", "r2"]) == 2
+
+
+def test_fixed_budget_runs_are_plotted_against_dataset_size(tmp_path):
+    (tmp_path / "runs").mkdir()
+    for scale, size, top1 in ((0.1, 400, 0.03), (0.3, 1400, 0.06), (1.0, 4800, 0.18)):
+        result = {"benchmark": "synth", "metrics": {"top1": top1},
+                  "train": {"scale": scale, "samples_seen": 12800, "samples": size, "seed": 0}}  # fmt: skip
+        (tmp_path / "runs" / f"{scale}.json").write_text(json.dumps(result))
+    report = scaling_report(tmp_path / "runs", tmp_path / "report")
+    assert report["x"] == "dataset_size"
+    assert report["fits"]["synth"]["b"] > 0.5
