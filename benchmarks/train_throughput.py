@@ -10,8 +10,8 @@ loader_vs_decode: clips per second of the training stream (tar reading, record p
 shuffle, decoding, preprocessing, batching) over decoding the very same frames of the same nodes alone
 (open the mp4 bytes, read the frame indices), both in this one process with one torch thread.
 
-Each measurement is repeated and the fastest kept: the machine is shared, and the minimum is the
-figure least disturbed by other work.
+Each pair of measurements is repeated and the median ratio reported: the machine is shared, and a
+ratio of two runs made back to back is the figure least disturbed by other work.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--crop", type=int, default=32, help="model.crop_size (the tiny preset's: 32)")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as configs/trainer/cpu.yaml; more threads spin on the cores decoding needs
@@ -149,24 +150,30 @@ def main() -> None:
         shards = args.shards or build_shards(Path(tmp), args.videos)
         cfg = train_config(shards, args.batch, args.crop)
         plan = plan_data(cfg.data)
-        loader, decode = 0.0, 0.0
+        loader, decode = [], []
         for _ in range(args.repeats):
             rate, items, batches = loader_rate(cfg, plan, max(4, args.steps // 4))
-            loader, decode = max(loader, rate), max(decode, decode_rate(items, cfg.data.num_frames))
+            loader.append(rate)
+            decode.append(decode_rate(items, cfg.data.num_frames))
         _, _, batches = loader_rate(cfg, plan, args.steps)
         clip = cfg.trainer.gradient_clip_val
-        plain, lightning = float("inf"), float("inf")
+        plain, lightning = [], []
         for _ in range(args.repeats):
             torch.manual_seed(0)
-            plain = min(plain, plain_seconds(VLJEPA(cfg.model, cfg.optim), batches, clip))
+            plain.append(plain_seconds(VLJEPA(cfg.model, cfg.optim), batches, clip))
             torch.manual_seed(0)
-            lightning = min(lightning, lightning_seconds(VLJEPA(cfg.model, cfg.optim), batches, clip))
+            lightning.append(lightning_seconds(VLJEPA(cfg.model, cfg.optim), batches, clip))
     print(f"data: {len(plan.subset.shards)} shards, {plan.subset.videos} videos, {plan.scan.samples} samples; "
           f"batch {args.batch}, {cfg.data.num_frames} frames at {cfg.data.crop_size}px")  # fmt: skip
-    print(f"loader: {loader:.1f} clips/s (one process); decoding the same frames alone: {decode:.1f} clips/s")
-    print(f"train step: plain PyTorch {1000 * plain:.1f} ms ({args.batch / plain:.0f} samples/s), "
-          f"Lightning {1000 * lightning:.1f} ms ({args.batch / lightning:.0f} samples/s)")  # fmt: skip
-    print(f"RESULT lightning_overhead={lightning / plain:.3f} loader_vs_decode={loader / decode:.2f}")
+    print(f"loader: {median(loader):.1f} clips/s (one process); decoding the same frames alone: "
+          f"{median(decode):.1f} clips/s")  # fmt: skip
+    print(f"train step: plain PyTorch {1000 * median(plain):.1f} ms ({args.batch / median(plain):.0f} samples/s), "
+          f"Lightning {1000 * median(lightning):.1f} ms ({args.batch / median(lightning):.0f} samples/s)")  # fmt: skip
+    # each ratio from two measurements made back to back, the median over repeats: slow changes in the
+    # machine's load cancel out
+    overhead = median([t / p for t, p in zip(lightning, plain, strict=True)])
+    loader_vs_decode = median([a / b for a, b in zip(loader, decode, strict=True)])
+    print(f"RESULT lightning_overhead={overhead:.3f} loader_vs_decode={loader_vs_decode:.2f}")
 
 
 if __name__ == "__main__":
