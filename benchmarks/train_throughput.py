@@ -144,7 +144,10 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=32, help="model.crop_size (the tiny preset's: 32)")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="6 videos, 24 steps (for `make bench`)")
     args = parser.parse_args()
+    if args.quick:
+        args.videos, args.steps = min(args.videos, 6), min(args.steps, 24)
     torch.set_num_threads(1)  # as configs/trainer/cpu.yaml; more threads spin on the cores decoding needs
     with tempfile.TemporaryDirectory() as tmp:
         shards = args.shards or build_shards(Path(tmp), args.videos)

@@ -46,4 +46,6 @@ def test_preprocess_clip_matches_the_steps_it_composes():
     manual = normalize(
         center_crop(resize_short_side(to_float_tchw(frames), 37), 32), IMAGENET_MEAN, IMAGENET_STD
     )
-    assert torch.allclose(clip, manual)
+    one_grey_level = 1 / 255 / min(IMAGENET_STD)  # the resize runs in uint8, the float path rounds nothing
+    assert (clip - manual).abs().max() <= one_grey_level + 1e-5
+    assert (clip - manual).abs().mean() < 0.4 * one_grey_level  # rounding: a quarter level on average
