@@ -173,6 +173,8 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         per_step = cfg.data.batch_size * trainer.world_size * cfg.trainer.accumulate_grad_batches
         trainer.fit_loop.epoch_loop.max_steps = math.ceil(cfg.data.samples_seen / per_step)
     described = plan.describe()
+    model.training_data = {**{k: described[k] for k in ("scale", "shards", "total_shards", "videos", "samples")},
+                           "seed": cfg.seed, "run": name}  # fmt: skip
     if trainer.is_global_zero:
         write_text_atomic(
             run_dir / "checkpoints" / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg))

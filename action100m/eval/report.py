@@ -9,6 +9,7 @@ from typing import Any
 
 from action100m.eval.benchmarks import Benchmark, Clip, RetrievalSet
 from action100m.eval.config import BenchmarkConfig, WandbConfig
+from action100m.report.wandb_report import RESULTS_KEY, results_for_summary
 from action100m.utils.atomic import write_text_atomic
 
 # Column headers of the papers' zero-shot table, by benchmark config name.
@@ -80,10 +81,17 @@ def write_left_out(folder: Path, left_out: list[tuple[Clip, str]]) -> Path:
     return write_text_atomic(folder / "left_out.jsonl", "".join(lines))
 
 
-def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None) -> None:
+def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None,
+              folder: Path) -> None:  # fmt: skip
+    """One W&B run (job type `eval`, kept under `folder`/wandb beside the result JSONs): the metrics as charts and a table; the summary's
+    `RESULTS_KEY` keeps each benchmark's metrics with what the model was trained on (`train`),
+    which `action100m report scaling --wandb-project` reads back."""
     import wandb
 
-    run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, job_type="eval", config=config)
+    trained_on = next((r["train"] for r in results if "train" in r), None)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, job_type="eval", dir=str(folder),
+                     config={**config, **({"train": trained_on} if trained_on else {})})  # fmt: skip
     logged: dict[str, Any] = {
         f"zero_shot/{r['benchmark']}/{k}": v
         for r in results
@@ -106,4 +114,5 @@ def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], ave
              *(r["metrics"].get(m) for m in columns[5:])] for r in results]  # fmt: skip
     logged["zero_shot/table"] = wandb.Table(columns=columns, data=rows)
     run.log(logged)
+    run.summary[RESULTS_KEY] = results_for_summary(results)
     run.finish()

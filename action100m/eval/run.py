@@ -184,11 +184,18 @@ def evaluate(
         "protocol": protocol(cfg, bench, encoder, templates),
         "counts": {"clips_read": len(loaded.clips), "clips_missing": missing,
                    "clips_failed": len(left_out) - missing, "clips_evaluated": len(clips)},
-        "allow_missing": cfg.allow_missing, "metrics": metrics, **extra,
+        "allow_missing": cfg.allow_missing, "metrics": metrics, **extra, **_training(encoder),
         "seconds": round(time.perf_counter() - started, 2),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "left_out": left_out,
     }  # fmt: skip
+
+
+def _training(encoder: VideoTextEncoder) -> dict[str, Any]:
+    """`train`: what a VL-JEPA checkpoint was trained on (scale, dataset size, samples seen, seed), so
+    that `action100m report scaling` reads the scaling curve from result files alone."""
+    trained_on = getattr(encoder, "training_data", None)
+    return {"train": {**trained_on, "samples_seen": encoder.samples_seen}} if trained_on else {}
 
 
 def _refuse_missing(loaded: list[Loaded]) -> None:
@@ -259,5 +266,5 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         summary["path"] = str(write_json_atomic(out, kept))
         print(summary["table"])
     if cfg.logger.wandb.enabled:
-        log_wandb(cfg.logger.wandb, config, results, summary.get("average_top1"))
+        log_wandb(cfg.logger.wandb, config, results, summary.get("average_top1"), Path(cfg.output_dir))
     return summary
