@@ -44,6 +44,7 @@ class DemoConfig:
     build_overrides: list[str] = field(default_factory=list)  # passed to data_build/build.py
     train_overrides: list[str] = field(default_factory=list)  # passed to train.py
     eval_overrides: list[str] = field(default_factory=list)  # passed to eval.py
+    wandb_project: str = "action100m-demo"  # the training, eval and report runs (offline; `wandb sync` later)
 
 
 def register_configs() -> None:

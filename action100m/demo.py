@@ -21,13 +21,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from action100m.errors import Action100MError
-from action100m.report.scaling import scaling_report
+from action100m.report.scaling import read_results
 from action100m.synth.generate import generate_dataset
 from action100m.utils.atomic import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MINUTES = 15
 TARGET_TIMES_CHANCE = 5
+# Where the offline W&B runs land: each beside what it logged.
+WANDB_RUN_GLOBS = ("train/*/wandb/offline-run-*", "eval/wandb/offline-run-*", "report/wandb/offline-run-*")
 
 
 class DemoError(Action100MError):
@@ -53,13 +55,6 @@ def _train_runs(train_dir: Path) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda run: run["data"]["scale"])
 
 
-def _result(eval_dir: Path) -> dict[str, Any]:
-    results = sorted(eval_dir.rglob("result.json"), key=lambda p: p.stat().st_mtime)
-    if not results:
-        raise DemoError(f"no result.json under {eval_dir}")
-    return json.loads(results[-1].read_text(encoding="utf-8"))
-
-
 def run_demo(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole main job; writes `<out>/summary.json` and returns it."""
     started = time.perf_counter()
@@ -68,8 +63,7 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         shutil.rmtree(out)  # a demo starts clean: every figure it prints comes from this run
     logs = out / "logs"
     logs.mkdir(parents=True)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_DIR": str(out),
-           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "PYTHONUNBUFFERED": "1"}
     python = sys.executable
     seconds: dict[str, float] = {}
 
@@ -92,52 +86,49 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     scales = ",".join(f"{scale:g}" for scale in cfg.scales)
     seconds["train"] = _run("train", [python, "train.py", "-m", "experiment=demo", f"data.shards={build_dir}",
                                       f"data.scale={scales}", f"output_dir={out / 'train'}", f"seed={cfg.seed}",
-                                      *cfg.train_overrides], logs / "train.log", env)  # fmt: skip
+                                      f"logger.project={cfg.wandb_project}", *cfg.train_overrides],
+                            logs / "train.log", env)  # fmt: skip
     runs = _train_runs(out / "train")
     if len(runs) != len(cfg.scales):
         raise DemoError(f"expected {len(cfg.scales)} training runs under {out / 'train'}, found {len(runs)}")
 
-    results_dir = out / "results"
     seconds["eval"] = 0.0
     for run in runs:
         scale = run["data"]["scale"]
-        eval_dir = out / "eval" / f"scale{scale:g}"
         seconds["eval"] += _run(f"eval scale {scale:g}", [python, "eval.py", "zero_shot=synth",
                                 f"checkpoint={run['last_checkpoint']}", f"zero_shot.root={out / 'synth' / 'benchmark'}",
-                                f"output_dir={eval_dir}", *cfg.eval_overrides], logs / f"eval-{scale:g}.log", env)  # fmt: skip
-        result = _result(eval_dir)
-        write_json_atomic(results_dir / f"synth-scale{scale:g}.json", {
-            "benchmark": "synth", "metrics": result["metrics"],
-            "train": {"scale": scale, "samples_seen": run["samples_seen"], "seed": cfg.seed,
-                      "shards": run["data"]["shards"], "samples": run["data"]["samples"], "run": run["run_name"]},
-        })  # fmt: skip
-    report = scaling_report(results_dir, out / "report")
+                                f"output_dir={out / 'eval'}", "logger.wandb.enabled=true",
+                                f"logger.wandb.project={cfg.wandb_project}", *cfg.eval_overrides],
+                                logs / f"eval-{scale:g}.log", env)  # fmt: skip
+    seconds["report"] = _run("report", [python, "-m", "action100m.cli", "report", "scaling", "--runs", str(out / "eval"),
+                                        "--out", str(out / "report"), "--wandb-project", cfg.wandb_project],
+                             logs / "report.log", env)  # fmt: skip
     minutes = (time.perf_counter() - started) / 60
-    return _summarise(out, cfg, synth, build_stats, runs, report, minutes, seconds)
+    return _summarise(out, cfg, synth, build_stats, minutes, seconds)
 
 
-def _summarise(out: Path, cfg: DictConfig, synth: dict, build_stats: dict, runs: list[dict], report: dict,
-               minutes: float, seconds: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+def _summarise(out: Path, cfg: DictConfig, synth: dict, build_stats: dict, minutes: float,
+               seconds: dict[str, float]) -> dict[str, Any]:  # fmt: skip
     chance = 1.0 / synth["held_out_classes"]
-    points = {p["scale"]: p for p in report["points"] if p["benchmark"] == "synth"}
-    scales = []
-    for run in runs:
-        scale = run["data"]["scale"]
-        metrics = json.loads((out / "results" / f"synth-scale{scale:g}.json").read_text(encoding="utf-8"))[
-            "metrics"
-        ]
-        scales.append({"scale": scale, "samples_seen": run["samples_seen"], "shards": run["data"]["shards"],
-                       "training_samples": run["data"]["samples"], "top1": points[scale]["mean"],
-                       "top5": metrics.get("top5"), "mean_class": metrics.get("mean_class")})  # fmt: skip
+    results = {r["train"]["scale"]: r for r in read_results(out / "eval") if r["benchmark"] == "synth"}
+    if sorted(results) != sorted(cfg.scales):
+        raise DemoError(f"expected synth results for scales {list(cfg.scales)} under {out / 'eval'}, "
+                        f"found {sorted(results)}")  # fmt: skip
+    scales = [{"scale": scale, "samples_seen": r["train"]["samples_seen"], "shards": r["train"]["shards"],
+               "training_samples": r["train"]["samples"], "top1": r["metrics"]["top1"],
+               "top5": r["metrics"].get("top5"), "mean_class": r["metrics"].get("mean_class")}
+              for scale, r in sorted(results.items())]  # fmt: skip
     top1 = [s["top1"] for s in scales]
     targets = {
         f"minutes <= {TARGET_MINUTES}": minutes <= TARGET_MINUTES,
         "top-1 rises with data scale": all(b > a for a, b in zip(top1, top1[1:], strict=False)),
         f"largest scale >= {TARGET_TIMES_CHANCE}x chance": top1[-1] >= TARGET_TIMES_CHANCE * chance,
     }
+    offline_runs = sorted(str(p.relative_to(out)) for pattern in WANDB_RUN_GLOBS for p in out.glob(pattern))
     summary = {"minutes": round(minutes, 2), "chance": chance, "boundary_f1": build_stats.get("boundary_f1"),
                "scales": scales, "targets": targets, "step_seconds": {k: round(v, 1) for k, v in seconds.items()},
-               "build": {k: build_stats.get(k) for k in ("samples", "nodes", "annotated_nodes", "failures")}}  # fmt: skip
+               "build": {k: build_stats.get(k) for k in ("samples", "nodes", "annotated_nodes", "failures")},
+               "wandb": {"project": cfg.wandb_project, "offline_runs": offline_runs}}  # fmt: skip
     write_json_atomic(out / "summary.json", summary)
     lines = [
         "| scale | shards | training samples | samples seen | top-1 | top-5 |",
@@ -154,8 +145,11 @@ def _summarise(out: Path, cfg: DictConfig, synth: dict, build_stats: dict, runs:
             f"Segmentation boundary F1 (±0.5 s): {summary['boundary_f1']}\n\nTargets:\n{verdicts}\n\n"
             f"Finished in {minutes:.1f} minutes. Stand-ins: tiny random-init V-JEPA 2 (segmentation and "
             f"X-encoder), SynthActions' ground-truth describer (captions), direct pseudo-labels (no LLM).\n"
-            f"Files: build/ (shards), train/ (checkpoints), eval/ (result JSONs), report/ (scaling curve), "
-            f"logs/, wandb/ (offline runs: `wandb sync {out}/wandb/offline-run-*`).\n")  # fmt: skip
+            f"Files: build/ (shards), train/ (checkpoints and their W&B runs), eval/ (result JSONs), report/ "
+            f"(scaling curve [scaling.png](report/scaling.png), table [scaling.md](report/scaling.md)), logs/.\n\n"
+            f"W&B: {len(offline_runs)} offline runs in project {cfg.wandb_project}. To see them online, with "
+            f"WANDB_API_KEY set: `cd {out} && wandb sync {' '.join(WANDB_RUN_GLOBS)}`, then "
+            f"`action100m report scaling --wandb-project {cfg.wandb_project} --out report-wandb` for the W&B Report.\n")  # fmt: skip
     write_text_atomic(out / "README.md", text)
     print("\n" + text)
     return summary

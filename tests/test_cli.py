@@ -23,6 +23,8 @@ def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
         "largest scale >= 5x chance",
     }
     assert (out / "report" / "scaling.png").is_file() and (out / "README.md").is_file()
+    # 2 training runs, 2 eval runs and the report's summary run, all offline and in one project
+    assert len(summary["wandb"]["offline_runs"]) == 5 and summary["wandb"]["project"] == "action100m-demo"
     assert "Targets:" in capsys.readouterr().out
 
 

@@ -63,12 +63,11 @@ def test_cli_and_offline_wandb_summary_run(tmp_path, monkeypatch, capsys):
     (tmp_path / "runs").mkdir()
     write_results(tmp_path / "runs", seeds=(0,))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     assert main(["report", "scaling", "--runs", "runs", "--out", "report", "--wandb-project", "p"]) == 0
     printed = capsys.readouterr().out
     assert "Power-law fits" in printed and "published to W&B" in printed
-    assert any("offline-run" in name for name in os.listdir(tmp_path / "wandb"))
+    assert any("offline-run" in name for name in os.listdir(tmp_path / "report" / "wandb"))
     assert main(["report", "scaling", "--runs", "nothing-here", "--out", "r2"]) == 2
 
 
