@@ -98,13 +98,17 @@ def fit_power_law(x: list[float], y: list[float]) -> dict[str, float]:
 
 
 def markdown_table(points: list[Point], metric: str) -> str:
-    """Rows = scales (with samples seen), columns = benchmarks then the average, like the paper's table."""
+    """Rows = scales (with samples seen and, when the results say, the training set's size), columns =
+    benchmarks then the average, like the paper's table."""
     benchmarks = sorted({p.benchmark for p in points if p.benchmark != AVERAGE})
     columns = benchmarks + ([AVERAGE] if any(p.benchmark == AVERAGE for p in points) else [])
     by_key = {(p.benchmark, p.scale): p for p in points}
-    lines = [f"| scale | samples seen | {' | '.join(columns)} |", "|---|---|" + "---|" * len(columns)]
+    sized = all(p.dataset_size > 0 for p in points if p.benchmark != AVERAGE)
+    heads = ["scale", "samples seen", *(["training samples"] if sized else []), *columns]
+    lines = [f"| {' | '.join(heads)} |", "|" + "---|" * len(heads)]
     for scale in sorted({p.scale for p in points}):
         seen = next(p.samples_seen for p in points if p.scale == scale)
+        size = next((f"{p.dataset_size:,.0f} | " for p in points if p.scale == scale and sized), "")
         cells = []
         for column in columns:
             point = by_key.get((column, scale))
@@ -113,7 +117,7 @@ def markdown_table(points: list[Point], metric: str) -> str:
                 if point is None
                 else f"{100 * point.mean:.1f}" + (f" ± {100 * point.std:.1f}" if point.std else "")
             )
-        lines.append(f"| {scale:g} | {seen:,.0f} | {' | '.join(cells)} |")
+        lines.append(f"| {scale:g} | {seen:,.0f} | {size}{' | '.join(cells)} |")
     return "\n".join(lines) + f"\n\n{metric} in %, mean ± std over seeds where there are several.\n"
 
 
@@ -136,13 +140,17 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
         series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.x(axis))
         x = [p.x(axis) for p in series]
         style = {"color": "black", "linewidth": 2.5} if benchmark == AVERAGE else {}
-        axes.errorbar(x, [100 * p.mean for p in series], yerr=[100 * p.std for p in series], marker="o",
-                      capsize=3, label=benchmark, **style)  # fmt: skip
+        drawn = axes.errorbar(x, [100 * p.mean for p in series], yerr=[100 * p.std for p in series], marker="o",
+                              capsize=3, label=benchmark, **style)  # fmt: skip
         if benchmark in fits:
             grid = np.geomspace(min(x), max(x), 50)
             fit = fits[benchmark]
             axes.plot(
-                grid, 100 * fit["a"] * grid ** fit["b"], linestyle="--", alpha=0.5, color=style.get("color")
+                grid,
+                100 * fit["a"] * grid ** fit["b"],
+                linestyle="--",
+                alpha=0.5,
+                color=drawn.lines[0].get_color(),
             )
     axes.set_xscale("log")
     axes.set_xlabel("training samples seen" if axis == "samples_seen" else "training set size (samples)")

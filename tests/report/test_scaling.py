@@ -80,3 +80,6 @@ def test_fixed_budget_runs_are_plotted_against_dataset_size(tmp_path):
     report = scaling_report(tmp_path / "runs", tmp_path / "report")
     assert report["x"] == "dataset_size"
     assert report["fits"]["synth"]["b"] > 0.5
+    table = (tmp_path / "report" / "scaling.md").read_text()
+    assert "| scale | samples seen | training samples | synth |" in table
+    assert "| 0.3 | 12,800 | 1,400 | 6.0 |" in table
