@@ -50,3 +50,15 @@ def make_video(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return train_word_tokenizer(TOKENIZER_CORPUS)
+
+
+@pytest.fixture
+def offline_wandb(monkeypatch):
+    """W&B offline for this test, with the process-wide settings `wandb.setup()` caches torn down after
+    it, so that no other test inherits them."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb.teardown()
+    yield
+    wandb.teardown()

@@ -160,7 +160,7 @@ def test_retrieval_over_a_caption_list(synth_benchmark, tiny_clip, tmp_path):  #
     assert result["counts"]["clips_evaluated"] == 10 and result["captions_evaluated"] == 10
 
 
-def test_wandb_logging_makes_an_offline_run(synth_benchmark, tiny_clip, tmp_path):  # noqa: F811
+def test_wandb_logging_makes_an_offline_run(synth_benchmark, tiny_clip, tmp_path, offline_wandb):  # noqa: F811
     overrides = clip_run(synth_benchmark, tiny_clip, tmp_path / "runs", "logger.wandb.enabled=true")
     run_eval(eval_config("zero_shot=synth", *overrides))
     assert len(list((tmp_path / "runs" / "wandb").glob("offline-run-*"))) == 1  # beside the result JSONs

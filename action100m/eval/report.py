@@ -83,9 +83,9 @@ def write_left_out(folder: Path, left_out: list[tuple[Clip, str]]) -> Path:
 
 def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None,
               folder: Path) -> None:  # fmt: skip
-    """One W&B run (job type `eval`, kept under `folder`/wandb beside the result JSONs): the metrics as charts and a table; the summary's
-    `RESULTS_KEY` keeps each benchmark's metrics with what the model was trained on (`train`),
-    which `action100m report scaling --wandb-project` reads back."""
+    """One W&B run (job type `eval`, kept in `folder`/wandb beside the result JSONs): the metrics as
+    charts and a table; the summary's `RESULTS_KEY` keeps each benchmark's metrics with what the model
+    was trained on (`train`), which `action100m report scaling --wandb-project` reads back."""
     import wandb
 
     trained_on = next((r["train"] for r in results if "train" in r), None)

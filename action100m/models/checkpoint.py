@@ -54,11 +54,6 @@ def check_compatible(checkpoint: dict[str, Any], model: nn.Module, where: str) -
     return meta
 
 
-def training_data(meta: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint's run was trained on (empty for checkpoints saved before this was recorded)."""
-    return {k: v for k, v in meta.get("train", {}).items() if k != "samples_seen"}
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VLJEPA:
     """The VL-JEPA model of a training checkpoint, in eval mode on `map_location`, rebuilt from the
     model config stored in it."""
@@ -75,5 +70,5 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     check_compatible(checkpoint, model, f"checkpoint {path}")
     model.load_state_dict(checkpoint["state_dict"])
     model.samples_seen, model.skipped_samples = meta["samples_seen"], meta["skipped_samples"]
-    model.training_data = training_data(meta)
+    model.training_data = dict(meta.get("train", {}))  # empty in checkpoints saved before it was recorded
     return model.to(map_location).eval()

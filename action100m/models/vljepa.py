@@ -13,7 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from action100m.models.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION, check_compatible, training_data
+from action100m.models.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION, check_compatible
 from action100m.models.config import ModelConfig, as_plain, model_config
 from action100m.models.loss import InfoNCE
 from action100m.models.optim import OptimConfig, build_optimizer, param_groups
@@ -116,7 +116,7 @@ class VLJEPA(L.LightningModule):
             "samples_seen": self.samples_seen,
             "skipped_samples": self.skipped_samples,
             "wandb_run_id": self.run_id,
-            "train": {**self.training_data, "samples_seen": self.samples_seen},
+            "train": self.training_data,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -124,4 +124,4 @@ class VLJEPA(L.LightningModule):
         self.samples_seen = meta["samples_seen"]
         self.skipped_samples = meta["skipped_samples"]
         self.run_id = meta["wandb_run_id"]
-        self.training_data = training_data(meta)
+        self.training_data = dict(meta.get("train", {}))

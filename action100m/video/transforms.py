@@ -18,10 +18,14 @@ def _check_frames(frames: torch.Tensor) -> None:
         )
 
 
+def _unit_float(clip: torch.Tensor) -> torch.Tensor:
+    return clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip
+
+
 def to_float_tchw(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (T, H, W, C) → float32 (T, C, H, W) in [0, 1]."""
     _check_frames(frames)
-    return frames.permute(0, 3, 1, 2).float().div_(255.0)
+    return _unit_float(frames.permute(0, 3, 1, 2))
 
 
 def resize_short_side(clip: torch.Tensor, size: int) -> torch.Tensor:
@@ -63,10 +67,8 @@ def preprocess_clip(
     _check_frames(frames)
     clip = frames.permute(0, 3, 1, 2)
     if clip.device.type != "cpu":  # antialiased uint8 resizing is a CPU kernel
-        clip = clip.float().div_(255.0)
+        clip = _unit_float(clip)
     # On the CPU the resize runs in uint8 before the crop, then only the crop becomes float: about 4x
     # less work than resizing float frames, at most one grey level apart (benchmarks/train_throughput.py).
-    clip = center_crop(resize_short_side(clip, short_side), crop_size)
-    if clip.dtype == torch.uint8:
-        clip = clip.float().div_(255.0)
+    clip = _unit_float(center_crop(resize_short_side(clip, short_side), crop_size))
     return normalize(clip, mean, std)

@@ -59,10 +59,9 @@ def test_report_files_and_table(tmp_path):
     assert (tmp_path / "report" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_and_offline_wandb_summary_run(tmp_path, monkeypatch, capsys):
+def test_cli_and_offline_wandb_summary_run(tmp_path, monkeypatch, capsys, offline_wandb):
     (tmp_path / "runs").mkdir()
     write_results(tmp_path / "runs", seeds=(0,))
-    monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)
     assert main(["report", "scaling", "--runs", "runs", "--out", "report", "--wandb-project", "p"]) == 0
     printed = capsys.readouterr().out
