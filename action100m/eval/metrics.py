@@ -46,14 +46,18 @@ def retrieval_metrics(similarity: torch.Tensor, caption_video: torch.Tensor) -> 
     among all videos) and video-to-text (`v2t`, each video's best-ranked caption among all captions).
 
     `similarity` is (captions, videos); caption k describes video caption_video[k]. A rank counts the
-    candidates scored strictly higher, so ties are resolved in the query's favour.
+    wrong candidates scored at least as high as the true one, so a tie counts against the query: an
+    encoder that scores everything alike ranks last, not first.
     """
     caption_video = caption_video.long()
     captions = torch.arange(similarity.shape[0])
     true_score = similarity[captions, caption_video]
-    t2v = (similarity > true_score[:, None]).sum(dim=1) + 1
-    by_video = similarity.T  # (videos, captions)
-    v2t_all = (by_video[caption_video] > true_score[:, None]).sum(dim=1) + 1  # rank of each true pair
-    v2t = torch.full((similarity.shape[1],), similarity.shape[0] + 1, dtype=torch.long)
-    v2t = v2t.scatter_reduce(0, caption_video, v2t_all, reduce="amin")
+    t2v = (similarity >= true_score[:, None]).sum(dim=1)  # the true video itself is one of them
+    # A video is found by its best-scored caption; its other captions are not competitors.
+    videos = similarity.shape[1]
+    best = torch.full((videos,), float("-inf"), dtype=true_score.dtype)
+    best = best.scatter_reduce(0, caption_video, true_score, reduce="amax")
+    wrong = caption_video[:, None] != torch.arange(videos)[None, :]  # (captions, videos)
+    v2t = ((similarity >= best[None, :]) & wrong).sum(dim=0) + 1
+    v2t[best == float("-inf")] = similarity.shape[0] + 1  # a video without captions is never found
     return {**_summary(t2v, "t2v"), **_summary(v2t, "v2t")}
