@@ -196,8 +196,12 @@ class _MediaCaptioner(TransformersBackend):
     auto_model = AutoModelForImageTextToText
     auto_processor = AutoProcessor
 
-    def _media_batch(self, text: str, media: list[Any], key: str) -> Any:
-        tensors = self.processor(text=[text] * len(media), padding=True, return_tensors="pt", **{key: media})
+    def _media_batch(self, texts: list[str], **media: Any) -> Any:
+        # The chat template already wrote the special tokens (Llama's begins with <|begin_of_text|>):
+        # the tokenizer's own would put a second BOS in front, as the LLM path avoids too.
+        tensors = self.processor(
+            text=texts, padding=True, return_tensors="pt", add_special_tokens=False, **media
+        )
         return tensors.to(dtype=self.model.dtype)  # casts only the floating-point pixels
 
 
@@ -210,7 +214,9 @@ class TransformersImageCaptioner(_MediaCaptioner, ImageCaptioner):
         )
 
         def prepare(batch: list[torch.Tensor]) -> Any:
-            return self._media_batch(text, [[image.permute(2, 0, 1)] for image in batch], "images")
+            return self._media_batch(
+                [text] * len(batch), images=[[image.permute(2, 0, 1)] for image in batch]
+            )
 
         return _skip_invalid(images, check_image, self.error, lambda valid: self._batched(valid, prepare))
 
@@ -233,7 +239,7 @@ class TransformersVideoCaptioner(_MediaCaptioner, VideoCaptioner):
             frames = [clip.permute(0, 3, 1, 2) for clip in batch]  # THWC → TCHW, as the processors take
             if self.video_input == VideoInput.video:
                 text = self._chat_text([{"role": "user", "content": [{"type": "video"}, prompt_part]}])
-                return self._media_batch(text, frames, "videos")
+                return self._media_batch([text] * len(frames), videos=frames)
             # Frame counts may differ between clips, so each clip gets its own prompt.
             texts = [
                 self._chat_text(
@@ -241,9 +247,7 @@ class TransformersVideoCaptioner(_MediaCaptioner, VideoCaptioner):
                 )
                 for clip in frames
             ]
-            tensors = self.processor(text=texts, images=[list(clip) for clip in frames], padding=True,
-                                     return_tensors="pt")  # fmt: skip
-            return tensors.to(dtype=self.model.dtype)
+            return self._media_batch(texts, images=[list(clip) for clip in frames])
 
         # Clips of one batch must have the same number of frames to stack into one tensor.
         def run(valid: list[torch.Tensor]) -> list[str | BackendError]:

@@ -192,3 +192,45 @@ def test_an_empty_reply_is_an_error():
     model.generation_config.suppress_tokens = [i for i in range(len(tokenizer)) if i != eos]  # only EOS left
     texts = TransformersLLM(model, tokenizer, "tiny", GREEDY).complete(CONVERSATIONS[:2])
     assert all(isinstance(text, BackendError) and "empty output" in str(text) for text in texts)
+
+
+@pytest.mark.parametrize("model_name, video_input", [("mllama", None), ("perception_lm", VideoInput.video),
+                                                     ("perception_lm", VideoInput.images)])  # fmt: skip
+def test_captioner_prompts_carry_one_bos(model_name, video_input, request, images, clips, monkeypatch):
+    """As with the real Llama-3 tokenizers, the chat template writes the BOS and the tokenizer adds one
+    by default: the prompt must still begin with a single BOS."""
+    from tokenizers.processors import TemplateProcessing
+
+    model, processor = request.getfixturevalue(model_name)
+    tokenizer = processor.tokenizer
+    saved = tokenizer.backend_tokenizer.post_processor, processor.chat_template
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos[0]} $A", special_tokens=[bos]
+    )
+    processor.chat_template = "{{ bos_token }}" + processor.chat_template
+    try:
+        assert tokenizer("describe")["input_ids"][0] == bos[1]  # the tokenizer does add one
+        if video_input is None:
+            captioner = TransformersImageCaptioner(model, processor, "tiny", GREEDY, settings(2))
+            call = lambda: captioner.caption_images(images[:2], "describe")  # noqa: E731
+        else:
+            captioner = TransformersVideoCaptioner(
+                model, processor, "tiny", GREEDY, settings(2, video_input=video_input)
+            )
+            call = lambda: captioner.caption_videos(clips[:2], "describe")  # noqa: E731
+        prompts = []
+        generate = captioner._generate
+        monkeypatch.setattr(
+            captioner, "_generate", lambda inputs: prompts.append(inputs["input_ids"]) or generate(inputs)
+        )
+        call()
+        assert prompts
+        for ids in prompts:
+            for row in ids.tolist():
+                start = next(i for i, token in enumerate(row) if token != tokenizer.pad_token_id)
+                assert row[start] == bos[1] and row[start + 1] != bos[1], tokenizer.decode(
+                    row[start : start + 3]
+                )
+    finally:
+        tokenizer.backend_tokenizer.post_processor, processor.chat_template = saved
