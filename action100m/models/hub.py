@@ -10,6 +10,10 @@ from action100m.models.config import MINILM
 
 T = TypeVar("T")
 
+# Every pretrained part of VL-JEPA loads in this dtype whatever its checkpoint was saved in: trainable
+# parameters are the optimiser's master weights (the trainer's precision setting casts for compute).
+MASTER_DTYPE = "float32"
+
 
 def model_path(name: str) -> str:
     """`name` as from_pretrained takes it: the bundled MiniLM's folder for "minilm", else unchanged."""

@@ -14,7 +14,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from action100m.errors import ConfigError
 from action100m.models.config import TINY, PredictorConfig
-from action100m.models.hub import load_or_fail
+from action100m.models.hub import MASTER_DTYPE, load_or_fail
 from action100m.tiny_models import tiny_llama_config
 
 
@@ -36,7 +36,13 @@ def _load_lm(cfg: PredictorConfig, tokenizer: PreTrainedTokenizerBase) -> nn.Mod
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tiny.seed)
             return LlamaModel(config)
-    lm = load_or_fail(AutoModel.from_pretrained, cfg.name, "predictor")
+    # float32 master weights: Llama-3.2 is stored in bf16, and AdamW on bf16 weights at the paper's
+    # small learning rates loses most updates; mixed precision is the trainer's job.
+    lm = load_or_fail(
+        lambda path: AutoModel.from_pretrained(path, dtype=MASTER_DTYPE, trust_remote_code=False),
+        cfg.name,
+        "predictor",
+    )
     if not all(hasattr(lm, part) for part in ("layers", "embed_tokens", "norm")):
         raise ConfigError(
             f"predictor: {cfg.name!r} is not a decoder-only LM with layers and token embeddings"

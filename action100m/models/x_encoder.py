@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from action100m.models.config import XEncoderConfig
+from action100m.models.hub import MASTER_DTYPE
 from action100m.models.vjepa2 import load_vjepa2
 
 
@@ -14,7 +15,7 @@ class XEncoder(nn.Module):
         super().__init__()
         # The tiny encoder seeds its own init: keep that from touching the caller's RNG stream.
         with torch.random.fork_rng(devices=[]):
-            vjepa2 = load_vjepa2(cfg.name)
+            vjepa2 = load_vjepa2(cfg.name, dtype=MASTER_DTYPE)
         self.encoder = vjepa2.encoder
         self.tubelet_size = vjepa2.config.tubelet_size
         self.width = vjepa2.config.hidden_size

@@ -7,7 +7,7 @@ from sentence_transformers import SentenceTransformer
 from torch import nn
 
 from action100m.models.config import YEncoderConfig
-from action100m.models.hub import load_or_fail
+from action100m.models.hub import MASTER_DTYPE, load_or_fail
 
 CACHE_SIZE = 200_000  # texts; a frozen encoder's embeddings are reused (the same labels recur all the time)
 
@@ -16,7 +16,9 @@ class YEncoder(nn.Module):
     def __init__(self, cfg: YEncoderConfig, embed_dim: int):
         super().__init__()
         self.encoder = load_or_fail(
-            lambda path: SentenceTransformer(path, device="cpu", trust_remote_code=False),
+            lambda path: SentenceTransformer(
+                path, device="cpu", trust_remote_code=False, model_kwargs={"dtype": MASTER_DTYPE}
+            ),
             cfg.name,
             "y_encoder",
         )
