@@ -15,7 +15,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from action100m.backends import build_backend  # noqa: E402
+from action100m.backends.config import output_settings  # noqa: E402
 from action100m.config import VideoConfig  # noqa: E402
 from action100m.errors import Action100MError, ConfigError, StageError  # noqa: E402
 from action100m.schema import (  # noqa: E402
@@ -388,10 +389,12 @@ class Builder:
 
 
 def _stage_hashes(cfg: BuildConfig, input_hash: str) -> dict[str, str]:
-    segment = _hash(asdict(cfg.segment))
-    caption = _hash([segment, asdict(cfg.caption)])
-    refine = _hash([caption, asdict(cfg.refine)])
-    video = _hash(asdict(cfg.sample_video))
+    # What each stage outputs, not where or how fast it runs: a moved server, other timeouts or
+    # batch sizes continue the build with every cache (the refine node cache follows the same rule).
+    segment = _hash(output_settings(cfg.segment))
+    caption = _hash([segment, output_settings(cfg.caption)])
+    refine = _hash([caption, output_settings(cfg.refine)])
+    video = _hash(output_settings(cfg.sample_video))
     shards = _hash([input_hash, refine, video, cfg.samples_per_shard, cfg.shard_prefix])
     return {"input": input_hash, "segment": segment, "caption": caption, "refine": refine, "video": video,
             "shards": shards}  # fmt: skip

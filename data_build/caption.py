@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from action100m.backends import BackendConfig, BackendError, ImageCaptioner, VideoCaptioner
+from action100m.backends.config import serving
 from action100m.errors import Action100MError, StageError
 from action100m.schema import Node, Provenance, VideoRecord
 from action100m.video import VideoError, VideoSource
@@ -41,9 +42,9 @@ class CaptionConfig:
     )
     action_prompt: str = "What is the main action in this video? Answer with a short verb phrase only."
     prompt_version: str = "caption-v1"
-    decode_chunk: int = 64  # frames per read during the one pass
-    batch_nodes: int = 64  # nodes per backend call
-    max_pending_batches: int = 2  # batches in flight while decoding goes on (bounds memory)
+    decode_chunk: int = serving(64)  # frames per read during the one pass
+    batch_nodes: int = serving(64)  # nodes per backend call
+    max_pending_batches: int = serving(2)  # batches in flight while decoding goes on (bounds memory)
     frame_captioner: BackendConfig | None = None  # for the builder to build (mode=models)
     segment_captioner: BackendConfig | None = None  # segment captions and action labels
 

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from action100m.backends import LLM, BackendConfig, BackendError, Message
+from action100m.backends.config import output_settings, serving
 from action100m.errors import ConfigError, StageError
 from action100m.refine_answer import ANNOTATION_SCHEMA, AnswerError, AnswerRules, parse_answer
 from action100m.refine_prompt import (
@@ -83,7 +84,7 @@ class RefineConfig:
     max_repairs: int = 2  # repair messages per round after an unusable reply
     keep_round_answers: KeepAnswers = KeepAnswers.full
     structured_output: bool = True  # send the JSON schema: vLLM enforces it, a local model decodes under it
-    in_flight: int = 0  # nodes refined at once; 0: twice the HTTP backend's concurrency, or all nodes
+    in_flight: int = serving(0)  # nodes refined at once; 0: twice the HTTP concurrency, or all nodes
     prompt: PromptConfig = field(default_factory=PromptConfig)
     rules: AnswerRules = field(default_factory=AnswerRules)
     llm: BackendConfig | None = None  # the model, for the builder to build; None in direct mode
@@ -173,14 +174,14 @@ def refine_records(
 
 def config_hash(cfg: RefineConfig, llm: LLM, count: TokenCounter) -> str:
     """What decides a node's answer: rounds, repairs, prompt (version, wording, budget, token
-    counting), rules, and the model (backend, id, decoding); not where or how fast it is served."""
-    described = llm.describe()
+    counting), rules, and the model (backend, id, decoding); not where or how fast it is served
+    (`output_settings`, the rule of the build's stage hashes too)."""
     prompt = {**asdict(cfg.prompt), "tokenizer": count.name}
     payload = {
         "rounds": cfg.rounds, "max_repairs": cfg.max_repairs, "structured_output": cfg.structured_output,
         "prompt": prompt, "prompt_texts": asdict(prompt_texts(cfg.prompt.version)),
         "rules": asdict(cfg.rules), "schema": ANNOTATION_SCHEMA,
-        "llm": {key: described.get(key) for key in ("backend", "model", "generation", "constrained_decoding")},
+        "llm": output_settings(llm.describe()),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import ward_tree
 
+from action100m.backends.config import serving
 from action100m.errors import StageError
 from action100m.schema import Node
 from action100m.video import VideoError, VideoSource
@@ -39,10 +40,10 @@ class SegmentConfig:
     frame_step: int = 4
     window: int = 64
     window_stride: int = 8
-    batch_windows: int = 8
-    decode_chunk: int = 256  # kept frames decoded per read: bounds memory on long videos
+    batch_windows: int = serving(8)
+    decode_chunk: int = serving(256)  # kept frames decoded per read: bounds memory on long videos
     crop_size: int | None = None  # None: the model's own crop size
-    device: str = "cpu"
+    device: str = serving("cpu")
     dtype: str = "float32"
     min_duration: float = 0.5  # a node keeps its two children only if both last this long
     # > 0: append the robust temporal change of the V-JEPA 2 features, with this weight (0: the paper)

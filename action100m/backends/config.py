@@ -2,16 +2,44 @@
 
 One `BackendConfig` names one model serving one interface. The settings of the backend kind not in
 use are ignored, so a preset can switch `kind` with a single override.
+
+Settings that say where or how fast a model is served (server address, concurrency, timeouts,
+retries, devices, batch sizes) are marked with `serving(...)`; `output_settings` leaves them out, and
+every cache key of the build (its stage hashes, the refine node cache) is made from what it leaves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from omegaconf import MISSING
 
 from action100m.backends.base import GenerationConfig
+
+_SERVING = "serving"
+
+
+def serving(default: Any) -> Any:
+    """A config field that changes where or how fast an output is made, never the output itself."""
+    return field(default=default, metadata={_SERVING: True})
+
+
+def output_settings(config: Any) -> Any:
+    """`config` as plain data without its serving settings: what decides its output.
+
+    A dataclass loses its fields marked `serving`; a dict (a backend's `describe()`) loses the keys
+    that are serving settings of the backend configs; enums become their values."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: output_settings(getattr(config, f.name))
+                for f in dataclasses.fields(config) if not f.metadata.get(_SERVING)}  # fmt: skip
+    if isinstance(config, dict):
+        return {key: output_settings(value) for key, value in config.items() if key not in SERVING_KEYS}
+    if isinstance(config, list | tuple):
+        return [output_settings(value) for value in config]
+    return config.value if isinstance(config, Enum) else config
 
 
 class Interface(str, Enum):
@@ -43,27 +71,28 @@ class ImageFormat(str, Enum):
 
 @dataclass
 class TransformersConfig:
-    device: str = "auto"  # "auto": cuda when available, else cpu
+    device: str = serving("auto")  # "auto": cuda when available, else cpu
     dtype: str = "auto"  # "auto": bfloat16 on cuda, float32 on cpu; or float16 / bfloat16 / float32
-    batch_size: int = 8
+    batch_size: int = serving(8)
     trust_remote_code: bool = False  # runs code from the model repository; only for ids you trust
     revision: str | None = None  # a hub branch, tag or commit to pin
-    local_files_only: bool = False  # never contact the hub (HF_HUB_OFFLINE=1 does the same)
-    device_map: str | None = None  # e.g. "auto" to shard a large model over GPUs (needs accelerate)
+    local_files_only: bool = serving(False)  # never contact the hub (HF_HUB_OFFLINE=1 does the same)
+    device_map: str | None = serving(None)  # e.g. "auto" to shard a large model over GPUs (needs accelerate)
     video_input: VideoInput = VideoInput.auto
 
 
 @dataclass
 class HTTPConfig:
-    base_url: str = "http://localhost:8000/v1"
-    api_key_env: str = "VLLM_API_KEY"  # the NAME of the variable holding the key; unset: no key sent
-    transport: Transport = Transport.aiohttp
-    concurrency: int = 64  # requests in flight per backend
-    timeout_s: float = 600.0  # per request, sending to last byte
-    max_retries: int = 4  # on 429, 5xx, timeouts, connection errors and unreadable bodies
-    backoff_base_s: float = 1.0  # retry k waits base * 2^k, capped, times a random factor in [0.5, 1]
-    backoff_max_s: float = 30.0
-    check_model: bool = True  # at start-up, fail if a reachable server does not serve `model`
+    base_url: str = serving("http://localhost:8000/v1")
+    api_key_env: str = serving("VLLM_API_KEY")  # the NAME of the variable with the key; unset: none sent
+    transport: Transport = serving(Transport.aiohttp)
+    concurrency: int = serving(64)  # requests in flight per backend
+    timeout_s: float = serving(600.0)  # per request, sending to last byte
+    max_retries: int = serving(4)  # on 408, 429, 5xx, timeouts, connection errors and unreadable bodies
+    # retry k waits base * 2^k, capped, times a random factor in [0.5, 1]
+    backoff_base_s: float = serving(1.0)
+    backoff_max_s: float = serving(30.0)
+    check_model: bool = serving(True)  # at start-up, fail if a reachable server does not serve `model`
     image_format: ImageFormat = ImageFormat.jpeg
     jpeg_quality: int = 90
     video_input: VideoInput = VideoInput.images
@@ -77,3 +106,12 @@ class BackendConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     transformers: TransformersConfig = field(default_factory=TransformersConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
+
+
+# The serving settings by name, for the dicts a backend's describe() returns.
+SERVING_KEYS = frozenset(
+    f.name
+    for cls in (HTTPConfig, TransformersConfig)
+    for f in dataclasses.fields(cls)
+    if f.metadata.get(_SERVING)
+)
