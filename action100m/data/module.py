@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import lightning as L
 
@@ -10,7 +10,7 @@ from action100m.data.config import DataConfig
 from action100m.data.fields import FieldMix
 from action100m.data.resample import resampling_rates
 from action100m.data.scale import ScaleSubset, select_scale
-from action100m.data.scan import ScanSummary, cache_folder, summarize
+from action100m.data.scan import ScanSummary, cache_folder, check, load_or_compute, plan_key, summarize
 from action100m.data.stream import NodeStream, StreamLoader
 from action100m.errors import ConfigError
 
@@ -31,12 +31,25 @@ class DataPlan:
 
 
 def plan_data(cfg: DataConfig) -> DataPlan:
-    """Choose the shards of the scale and scan their records; every bad-input error is raised here."""
+    """Choose the shards of the scale and count their samples; every bad-input error is raised here.
+
+    The counts are computed by one process and cached (cache/plan/plan-<key>.json); every other rank,
+    and every rerun with the same shards and filters, reads them (see action100m.data.scan)."""
     if cfg.epoch_batches < 1 or cfg.batch_size < 1:
         raise ConfigError("data.epoch_batches and data.batch_size must be at least 1")
     mix = FieldMix(cfg.text_fields)
     subset = select_scale(cfg.shards, cfg.scale)
-    return DataPlan(subset, summarize(subset, cfg, mix), mix)
+    key = plan_key(subset, cfg, mix)
+    target = cache_folder(subset, cfg) / "plan" / f"plan-{key[:16]}.json"
+
+    def compute(heartbeat) -> dict:
+        return {"key": key, **asdict(summarize(subset, cfg, mix, heartbeat))}
+
+    cached = load_or_compute(target, compute)
+    if cached.get("key") != key:
+        raise ConfigError(f"data.cache_dir: {target} is the plan of other shards or filters; delete it")
+    cached.pop("key")
+    return DataPlan(subset, check(ScanSummary(**cached), subset, cfg, mix), mix)
 
 
 class ActionDataModule(L.LightningDataModule):
@@ -51,7 +64,7 @@ class ActionDataModule(L.LightningDataModule):
 
     def _rates(self) -> dict[str, float]:
         cache = cache_folder(self.plan.subset, self.cfg)
-        return resampling_rates(self.plan.scan.briefs, self.cfg.resample, cache)
+        return resampling_rates(self.plan.scan.brief_counts, self.cfg.resample, cache)
 
     def prepare_data(self) -> None:
         if self.cfg.resample.enabled:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def dedupe_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _table_path(counts: Counter, cfg: ResampleConfig, cache: Path) -> Path:
+def _table_path(counts: Mapping[str, int], cfg: ResampleConfig, cache: Path) -> Path:
     digest = hashlib.sha256(json.dumps([cfg.model, cfg.clusters, cfg.seed], sort_keys=True).encode())
     for text in sorted(counts):
         digest.update(f"{text}\x00{counts[text]}\x00".encode())
@@ -50,11 +51,11 @@ def cluster(texts: list[str], cfg: ResampleConfig) -> np.ndarray:
     return MiniBatchKMeans(n_clusters=k, random_state=cfg.seed, n_init=3).fit_predict(embeddings)
 
 
-def resampling_rates(briefs: list[str], cfg: ResampleConfig, cache: Path) -> dict[str, float]:
-    """Deduplicated brief action → how many times a node with it is emitted on average."""
+def resampling_rates(counts: Mapping[str, int], cfg: ResampleConfig, cache: Path) -> dict[str, float]:
+    """Deduplicated brief action → how many times a node with it is emitted on average, from the
+    number of training nodes with each deduplicated brief action (the data plan's `brief_counts`)."""
     if cfg.clusters < 1:
         raise ConfigError(f"data.resample.clusters must be at least 1, got {cfg.clusters}")
-    counts = Counter(dedupe_key(text) for text in briefs)
     if not counts:
         raise ConfigError("data.resample: no node of the chosen shards has a brief action to cluster")
     target = _table_path(counts, cfg, cache)

@@ -24,6 +24,7 @@ class ScaleSubset:
     total_shards: int
     videos: int  # from the shards' markers
     nodes: int
+    sha256s: tuple[str, ...]  # the chosen shards' checksums, from their markers
 
 
 def shard_order(paths: list[Path]) -> list[Path]:
@@ -32,9 +33,12 @@ def shard_order(paths: list[Path]) -> list[Path]:
 
 def _marker(path: Path) -> dict:
     try:
-        return json.loads(Path(f"{path}.done").read_text(encoding="utf-8"))
+        marker = json.loads(Path(f"{path}.done").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"data.shards: {path.name}: unreadable marker: {err}") from err
+    if not isinstance(marker, dict) or not isinstance(marker.get("sha256"), str):
+        raise ConfigError(f"data.shards: {path}.done: a marker without the shard's sha256")
+    return marker
 
 
 def select_scale(shards: str | os.PathLike, scale: float) -> ScaleSubset:
@@ -55,4 +59,5 @@ def select_scale(shards: str | os.PathLike, scale: float) -> ScaleSubset:
     nodes = sum(marker.get("stats", {}).get("nodes", 0) for marker in markers)
     if videos == 0:
         raise ConfigError(f"data.scale={scale:g}: the {count} chosen shards hold no videos")
-    return ScaleSubset(scale, paths[0].parent.parent, tuple(chosen), len(paths), videos, nodes)
+    sha256s = tuple(marker["sha256"] for marker in markers)
+    return ScaleSubset(scale, paths[0].parent.parent, tuple(chosen), len(paths), videos, nodes, sha256s)

@@ -2,10 +2,9 @@ import random
 
 import pytest
 
-from action100m.data.config import DataConfig
+from action100m.data.config import DataConfig, ResampleConfig
 from action100m.data.fields import FieldMix, keeps, node_texts
-from action100m.data.scale import select_scale
-from action100m.data.scan import summarize
+from action100m.data.module import plan_data
 from action100m.errors import ConfigError
 from action100m.schema import Annotation, Node
 
@@ -51,25 +50,25 @@ def test_node_filters():
     assert not keeps(node(brief=None), 0.0, None, True) and keeps(node(), 0.0, None, True)
 
 
-def test_the_scan_counts_samples_and_names_a_field_no_node_has(shards):
-    subset = select_scale(shards, 0.5)
-    cfg = DataConfig(shards=str(shards), text_fields={"action_brief": 1.0, "action_label": 1.0})
-    scan = summarize(subset, cfg, FieldMix(cfg.text_fields))
+def test_the_plan_counts_samples_and_names_a_field_no_node_has(shards, tmp_path):
+    cfg = DataConfig(shards=str(shards), scale=0.5, text_fields={"action_brief": 1.0, "action_label": 1.0},
+                     resample=ResampleConfig(enabled=True))  # fmt: skip
+    scan = plan_data(cfg).scan
     assert 0 < scan.per_field["action_brief"] < scan.per_field["action_label"] == scan.samples
-    assert len(scan.briefs) == scan.per_field["action_brief"]
-    assert list((shards / "cache" / "scan").glob("*.json"))  # cached next to the shards
-    annotated = summarize(
-        subset, DataConfig(shards="", annotated_only=True, min_duration=8.0), FieldMix({"action_brief": 1})
-    )
-    assert 0 < annotated.samples < scan.per_field["action_brief"]
+    assert sum(scan.brief_counts.values()) == scan.per_field["action_brief"]
+    assert list((shards / "cache" / "scan").glob("*.scan"))  # cached next to the shards
+    assert list((shards / "cache" / "plan").glob("plan-*.json"))
+    annotated = plan_data(DataConfig(shards=str(shards), scale=0.5, annotated_only=True, min_duration=8.0,
+                                     cache_dir=str(tmp_path)))  # fmt: skip
+    assert 0 < annotated.scan.samples < scan.per_field["action_brief"]
 
     # direct-mode builds annotate only nodes of 4 s or more
-    short = DataConfig(shards="", text_fields={"action_label": 1.0, "action_brief": 1.0}, max_duration=3.0)
+    short = dict(shards=str(shards), scale=0.5, max_duration=3.0, cache_dir=str(tmp_path))
     with pytest.raises(
         ConfigError, match="field 'action_brief' is in none of the .* usable nodes of the 4 shards"
     ):
-        summarize(subset, short, FieldMix(short.text_fields))
+        plan_data(DataConfig(**short, text_fields={"action_label": 1.0, "action_brief": 1.0}))
     with pytest.raises(
         ConfigError, match=r"no training samples in the 4 shards of data.scale=0.5 .*max_duration=3.0"
     ):
-        summarize(subset, short, FieldMix({"action_brief": 1.0}))
+        plan_data(DataConfig(**short, text_fields={"action_brief": 1.0}))

@@ -9,20 +9,20 @@ from action100m.data.resample import dedupe_key, resampling_rates
 from action100m.errors import ConfigError
 
 BRIEFS = ["speak to camera"] * 60 + ["Speak  to camera"] * 20 + ["stir mixture"] * 15 + ["cut the onion"] * 5
+COUNTS = Counter(dedupe_key(brief) for brief in BRIEFS)  # what the data plan counts
 
 
 def test_clusters_are_drawn_uniformly_and_the_table_is_cached(tmp_path, monkeypatch):
     cfg = ResampleConfig(enabled=True, clusters=3)
-    rates = resampling_rates(BRIEFS, cfg, tmp_path)
+    rates = resampling_rates(COUNTS, cfg, tmp_path)
     assert set(rates) == {"speak to camera", "stir mixture", "cut the onion"}  # deduplicated
-    counts = Counter(dedupe_key(b) for b in BRIEFS)
     # every cluster (here: every text) gets the same expected share of the draws, all draws in all
-    shares = {text: rates[text] * counts[text] for text in rates}
+    shares = {text: rates[text] * COUNTS[text] for text in rates}
     assert all(share == pytest.approx(len(BRIEFS) / 3) for share in shares.values())
     assert list((tmp_path / "resample").glob("rates-*.json"))
 
     monkeypatch.setattr(resample, "cluster", lambda *a: pytest.fail("the cached table was not used"))
-    assert resampling_rates(BRIEFS, cfg, tmp_path) == rates
+    assert resampling_rates(COUNTS, cfg, tmp_path) == rates
 
 
 def test_similar_texts_share_a_cluster():
@@ -34,9 +34,9 @@ def test_similar_texts_share_a_cluster():
 
 def test_bad_resampling_settings(tmp_path):
     with pytest.raises(ConfigError, match="clusters must be at least 1"):
-        resampling_rates(BRIEFS, ResampleConfig(clusters=0), tmp_path)
+        resampling_rates(COUNTS, ResampleConfig(clusters=0), tmp_path)
     with pytest.raises(ConfigError, match="no node of the chosen shards has a brief action"):
-        resampling_rates([], ResampleConfig(), tmp_path)
+        resampling_rates({}, ResampleConfig(), tmp_path)
 
 
 def test_the_stream_repeats_a_node_by_its_rate_on_average():
