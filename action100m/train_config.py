@@ -21,7 +21,11 @@ class TrainerConfig:
     strategy: str = "auto"  # auto | ddp | fsdp
     precision: str = "32-true"  # e.g. bf16-mixed on GPUs
     max_steps: int = 1000  # replaced by the samples-seen budget when data.samples_seen is set
-    accumulate_grad_batches: int = 1
+    # Samples per optimizer step over all ranks (the paper: 12,288). Set, it is a property of the run:
+    # the accumulation is derived from it at start-up as global / (data.batch_size x world size), and
+    # numbers that cannot meet it are an error. null: data.batch_size x world x accumulate_grad_batches.
+    global_batch_size: int | None = None
+    accumulate_grad_batches: int | None = None  # null: derived from global_batch_size (else 1)
     gradient_clip_val: float | None = 1.0
     val_check_interval: int | None = None  # batches between validations (with data.val_shards)
     log_every_n_steps: int = 10
@@ -34,7 +38,10 @@ class TrainerConfig:
 @dataclass
 class CheckpointConfig:
     every_n_steps: int = 500
-    keep: int = -1  # periodic checkpoints kept, the newest (-1: all); last.ckpt always
+    keep_last: int = 2  # periodic checkpoints kept, the newest K (-1: all); last.ckpt always
+    # Also kept: the best checkpoint by this metric (val/... only when validation runs; null: none)
+    monitor: str | None = "val/loss"
+    mode: str = "min"  # min | max: which value of `monitor` is best
 
 
 @dataclass

@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from action100m.config import CONFIG_DIR
+from action100m.shards import read_tar, write_tar
 from action100m.train_config import register_train_configs
 from tests.data.shardset import demo_shards
 
@@ -43,12 +45,32 @@ def test_a_multirun_over_two_scales_writes_two_runs(shards, tmp_path):
                for name in found)  # fmt: skip
 
 
+def with_broken_videos(shards, out):
+    """A copy of the shard set where every shard holds, before its video, a copy of its record whose
+    mp4 is not one: every rank skips samples."""
+    for tar in sorted((shards / "shards").glob("*.tar")):
+        [(key, files)] = list(read_tar(tar))
+        record = json.loads(files["json"])
+        broken = {"json": json.dumps({**record, "video_uid": f"broken{key}"}).encode(), "mp4": b"\0" * 4000}
+        count, sha = write_tar(out / "shards" / tar.name, [(f"broken{key}", broken), (key, files)])
+        marker = json.loads(Path(f"{tar}.done").read_text())
+        Path(f"{out / 'shards' / tar.name}.done").write_text(
+            json.dumps({**marker, "samples": count, "sha256": sha})
+        )
+    return out
+
+
 @pytest.mark.slow
-def test_two_ddp_processes_on_cpu_train_one_run(shards, tmp_path):
-    train("name=ddp", f"data.shards={shards}", f"output_dir={tmp_path}", "trainer.accelerator=cpu",
+def test_two_ddp_processes_on_cpu_train_one_run_counting_every_ranks_skipped_samples(shards, tmp_path):
+    broken = with_broken_videos(shards, tmp_path / "broken")
+    train("name=ddp", f"data.shards={broken}", f"output_dir={tmp_path / 'runs'}", "trainer.accelerator=cpu",
           "trainer.devices=2", "trainer.strategy=ddp", *FAST)  # fmt: skip
-    [(name, run)] = runs(tmp_path).items()
+    [(name, run)] = runs(tmp_path / "runs").items()
     assert run["global_step"] == 2 and run["samples_seen"] == 2 * 4 * 2  # steps x batch x ranks
+    # both ranks' skips, in the summary, the logged metric and the checkpoint every rank resumes from
+    checkpoint = torch.load(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", weights_only=True)
+    skipped = checkpoint["action100m"]["skipped_samples"]
+    assert skipped > 0 and run["skipped_samples"] == run["metrics"]["train/skipped_samples"] == skipped
 
 
 def test_the_slurm_sweep_submits_one_submitit_job_per_scale_shaped_like_its_trainer():

@@ -71,4 +71,5 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     model.load_state_dict(checkpoint["state_dict"])
     model.samples_seen, model.skipped_samples = meta["samples_seen"], meta["skipped_samples"]
     model.training_data = dict(meta.get("train", {}))  # empty in checkpoints saved before it was recorded
+    model.identity = dict(meta.get("identity", {}))  # likewise
     return model.to(map_location).eval()

@@ -35,9 +35,12 @@ class VLJEPA(L.LightningModule):
         self.predictor = Predictor(self.cfg.predictor, self.x_encoder.width, self.cfg.embed_dim)
         self.y_encoder = YEncoder(self.cfg.y_encoder, self.cfg.embed_dim)
         self.loss = InfoNCE(self.cfg.loss)
-        # Progress that a resumed run continues from; saved in checkpoints.
+        # Progress that a resumed run continues from; saved in checkpoints. Both count over all ranks,
+        # so that the one checkpoint (rank 0's) restores every rank.
         self.samples_seen = 0
         self.skipped_samples = 0
+        # The config values that define the run (training.run_identity): a checkpoint resumes only its run.
+        self.identity: dict[str, Any] = {}
         self.run_id: str | None = None  # the W&B run, so that a resumed run logs into the same one
         # What it was trained on (data scale, dataset size, seed): evaluations record it, so a scaling
         # report needs nothing but the result files.
@@ -79,13 +82,22 @@ class VLJEPA(L.LightningModule):
         loss, metrics = self._step(batch)
         batch_size = len(batch["texts"])
         self.samples_seen += batch_size * self.trainer.world_size
-        self.skipped_samples += int(batch["skipped"])
+        self.add_skipped(int(batch["skipped"]))
         # Few log calls: each costs Lightning about a millisecond, every step.
-        metrics.update(temperature=self.loss.temperature, samples_seen=float(self.samples_seen))
+        metrics.update(temperature=self.loss.temperature, samples_seen=float(self.samples_seen),
+                       skipped_samples=float(self.skipped_samples))  # fmt: skip
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, batch_size=batch_size, prog_bar=True)
-        self.log("train/skipped_samples", float(self.skipped_samples), batch_size=batch_size,
-                 reduce_fx="sum", sync_dist=True)  # fmt: skip
         return loss
+
+    def add_skipped(self, count: int) -> None:
+        """Add this rank's skipped samples of one step, summed over the ranks (every rank calls it):
+        the count is the run's total on every rank, like samples_seen, so the checkpoint that rank 0
+        writes restores every rank to it. One scalar all-reduce a step, as logging it with sync_dist did."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            total = torch.tensor(count, device=self.device)
+            torch.distributed.all_reduce(total)
+            count = int(total.item())
+        self.skipped_samples += count
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, metrics = self._step(batch)
@@ -117,6 +129,7 @@ class VLJEPA(L.LightningModule):
             "skipped_samples": self.skipped_samples,
             "wandb_run_id": self.run_id,
             "train": self.training_data,
+            "identity": self.identity,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -125,3 +138,4 @@ class VLJEPA(L.LightningModule):
         self.skipped_samples = meta["skipped_samples"]
         self.run_id = meta["wandb_run_id"]
         self.training_data = dict(meta.get("train", {}))
+        self.identity = dict(meta.get("identity", {}))  # empty in checkpoints saved before it was recorded
