@@ -1,55 +1,17 @@
-"""The LightningDataModule over a shard set at one data scale."""
+"""The LightningDataModule over a shard set at one data scale (`DataPlan` and `plan_data` are
+re-exported: action100m.training imports them from here)."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import lightning as L
 
 from action100m.data.config import DataConfig
-from action100m.data.fields import FieldMix
+from action100m.data.plan import DataPlan, plan_data
 from action100m.data.resample import resampling_rates
-from action100m.data.scale import ScaleSubset, select_scale
-from action100m.data.scan import ScanSummary, cache_folder, check, load_or_compute, plan_key, summarize
+from action100m.data.scale import select_scale
+from action100m.data.scan import cache_folder
 from action100m.data.stream import NodeStream, StreamLoader
 from action100m.errors import ConfigError
-
-
-@dataclass
-class DataPlan:
-    """What a run trains on, known before training starts."""
-
-    subset: ScaleSubset
-    scan: ScanSummary
-    mix: FieldMix
-
-    def describe(self) -> dict:
-        return {"scale": self.subset.scale, "shards": len(self.subset.shards),
-                "total_shards": self.subset.total_shards, "videos": self.subset.videos,
-                "nodes": self.subset.nodes, "samples": self.scan.samples,
-                "samples_per_field": self.scan.per_field}  # fmt: skip
-
-
-def plan_data(cfg: DataConfig) -> DataPlan:
-    """Choose the shards of the scale and count their samples; every bad-input error is raised here.
-
-    The counts are computed by one process and cached (cache/plan/plan-<key>.json); every other rank,
-    and every rerun with the same shards and filters, reads them (see action100m.data.scan)."""
-    if cfg.epoch_batches < 1 or cfg.batch_size < 1:
-        raise ConfigError("data.epoch_batches and data.batch_size must be at least 1")
-    mix = FieldMix(cfg.text_fields)
-    subset = select_scale(cfg.shards, cfg.scale)
-    key = plan_key(subset, cfg, mix)
-    target = cache_folder(subset, cfg) / "plan" / f"plan-{key[:16]}.json"
-
-    def compute(heartbeat) -> dict:
-        return {"key": key, **asdict(summarize(subset, cfg, mix, heartbeat))}
-
-    cached = load_or_compute(target, compute)
-    if cached.get("key") != key:
-        raise ConfigError(f"data.cache_dir: {target} is the plan of other shards or filters; delete it")
-    cached.pop("key")
-    return DataPlan(subset, check(ScanSummary(**cached), subset, cfg, mix), mix)
 
 
 class ActionDataModule(L.LightningDataModule):

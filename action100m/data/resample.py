@@ -21,7 +21,6 @@ import numpy as np
 
 from action100m.data.config import ResampleConfig
 from action100m.errors import ConfigError
-from action100m.models.hub import load_or_fail
 from action100m.utils.atomic import write_json_atomic
 
 
@@ -40,6 +39,8 @@ def cluster(texts: list[str], cfg: ResampleConfig) -> np.ndarray:
     """A k-means cluster id per text, from normalised sentence embeddings."""
     from sentence_transformers import SentenceTransformer
     from sklearn.cluster import MiniBatchKMeans
+
+    from action100m.models.hub import load_or_fail  # action100m.models imports torch; planning does not
 
     encoder = load_or_fail(
         lambda path: SentenceTransformer(path, device="cpu"), cfg.model, "data.resample.model"

@@ -71,20 +71,18 @@ class ShardScan:
     texts: list[str] | None = None  # the shard's deduplicated brief actions, sorted
 
 
-def pack_scan(durations: np.ndarray, flags: np.ndarray, briefs: np.ndarray, texts: list[str],
-              unreadable_records: int) -> bytes:  # fmt: skip
-    """The scan file's bytes from per-node durations, flags and brief indices (into sorted `texts`)."""
+def pack_scan(durations: np.ndarray, flags: np.ndarray, briefs: np.ndarray, offsets: np.ndarray,
+              blob: bytes, unreadable_records: int) -> bytes:  # fmt: skip
+    """The scan file's bytes from per-node durations, flags and brief indices; brief text i is
+    blob[offsets[i]:offsets[i + 1]] (UTF-8), the texts deduplicated and sorted."""
     order = np.lexsort((durations, flags))
     durations, flags, briefs = durations[order], flags[order], briefs[order]
     groups, starts, counts = np.unique(flags, return_index=True, return_counts=True)
     ends = starts + counts - 1
-    blobs = [text.encode("utf-8") for text in texts]
-    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
-    np.cumsum([len(blob) for blob in blobs], out=offsets[1:])
     arrays = [np.array([SCAN_VERSION, unreadable_records, len(groups)], dtype=np.int64),
               groups.astype(np.uint16), counts.astype(np.int64), durations[starts], durations[ends],
-              durations.astype(np.float64), briefs.astype(np.int32), offsets,
-              np.frombuffer(b"".join(blobs), dtype=np.uint8)]  # fmt: skip
+              durations.astype(np.float64), briefs.astype(np.int32), offsets.astype(np.int64),
+              np.frombuffer(blob, dtype=np.uint8)]  # fmt: skip
     out = io.BytesIO()
     for array in arrays:
         np.save(out, array, allow_pickle=False)
@@ -136,8 +134,12 @@ def scan_shard(path: Path) -> bytes:
                 briefs.append(dedupe_key(brief) if brief is not None else None)
     texts = sorted({brief for brief in briefs if brief is not None})
     index = {text: i for i, text in enumerate(texts)}
+    blobs = [text.encode("utf-8") for text in texts]
+    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+    np.cumsum([len(blob) for blob in blobs], out=offsets[1:])
     return pack_scan(np.array(durations, dtype=np.float64), np.array(flags, dtype=np.uint16),
-                     np.array([index.get(b, -1) for b in briefs], dtype=np.int32), texts, unreadable)  # fmt: skip
+                     np.array([index.get(b, -1) for b in briefs], dtype=np.int32), offsets, b"".join(blobs),
+                     unreadable)  # fmt: skip
 
 
 def cache_folder(subset: ScaleSubset, cfg: DataConfig) -> Path:
