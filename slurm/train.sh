@@ -2,7 +2,15 @@
 # VL-JEPA training as one multi-node SLURM job: srun starts one task per GPU and Lightning's SLURM
 # environment turns the tasks into a DDP (or FSDP) group. Near the time limit SLURM sends USR1 to every
 # task; Lightning saves <run>/hpc_ckpt_N.ckpt and requeues the job, and the requeued job resumes from
-# it (ckpt_path=last picks the newest checkpoint of the run).
+# it (ckpt_path=last picks the newest checkpoint of the run). The requeued job runs the same command,
+# so it has the same run identity and folder; a run with other training settings (seed, lr, frames,
+# ...) is another run and never resumes this one's checkpoints.
+#
+# model=vljepa_paper trains at the paper's global batch of 12,288 whatever NODES x GPUS_PER_NODE: the
+# gradient accumulation is 12,288 / (data.batch_size x NODES x GPUS_PER_NODE), 12 on 4 x 8 GPUs, and a
+# layout that cannot meet it stops at start-up naming the keys. The layout is not part of the run's
+# identity then, so a run may be continued on another number of nodes (the optimizer batch stays;
+# InfoNCE contrasts data.batch_size x world size samples per micro-batch, which does not).
 #
 #   SHARDS=/data/a100m bash slurm/train.sh [override ...]          # submits the job
 #   DRY_RUN=1 ... bash slurm/train.sh   (or: bash slurm/train.sh --dry-run)   # prints, runs nothing

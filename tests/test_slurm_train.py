@@ -4,6 +4,14 @@ import os
 import subprocess
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+
+from action100m.config import CONFIG_DIR
+from action100m.data.module import plan_data
+from action100m.train_config import register_train_configs
+from action100m.training import as_train_config, run_name
+from tests.data.shardset import demo_shards
+
 SCRIPT = Path(__file__).resolve().parents[1] / "slurm" / "train.sh"
 
 
@@ -47,3 +55,25 @@ def test_missing_or_bad_settings_are_errors():
     assert code == 2 and "SHARDS is not set" in err
     code, _, err = run("--dry-run", SHARDS="x", NODES="two")
     assert code == 2 and "NODES must be a positive number" in err
+
+
+def train_overrides(line, shards):
+    words = line.split(" ")
+    overrides = words[words.index("train.py") + 1 :]
+    return [f"data.shards={shards}" if word.startswith("data.shards=") else word for word in overrides]
+
+
+def test_a_requeued_or_resized_paper_job_is_the_same_run(tmp_path_factory):
+    shards = demo_shards(tmp_path_factory)
+    register_train_configs()
+    names = set()
+    for env in ({"SLURM_JOB_NUM_NODES": "4"}, {"SLURM_JOB_NUM_NODES": "4", "SLURM_RESTART_COUNT": "1"},
+                {"SLURM_JOB_NUM_NODES": "2"}):  # fmt: skip
+        code, out, err = run("data.scale=0.5", DRY_RUN="1", SHARDS="/data/a100m", SLURM_JOB_ID="77",
+                             SLURM_NTASKS_PER_NODE="8", **env)  # fmt: skip
+        assert code == 0, err
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = as_train_config(compose("train", overrides=train_overrides(out.strip(), shards)))
+        assert cfg.trainer.global_batch_size == 12288 and cfg.ckpt_path == "last"
+        names.add(run_name(cfg, plan_data(cfg.data)))
+    assert len(names) == 1
