@@ -12,6 +12,7 @@ def saved(tmp_path_factory):
     torch.manual_seed(0)
     model = VLJEPA(model_preset("tiny"))
     model.samples_seen = 96
+    model.identity = {"optim.lr": 5e-5, "seed": 0}
     checkpoint = {"state_dict": model.state_dict()}
     model.on_save_checkpoint(checkpoint)
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
@@ -24,6 +25,7 @@ def test_a_checkpoint_rebuilds_its_model_from_plain_data(saved):
     assert isinstance(checkpoint["action100m"]["model"], dict)  # plain data, loadable with weights_only
     loaded = load_checkpoint(path)
     assert not loaded.training and loaded.samples_seen == 96 and loaded.cfg == model.cfg
+    assert loaded.identity == {"optim.lr": 5e-5, "seed": 0}  # the run it belongs to, for resumes
     clips = torch.randn(2, 8, 3, 32, 32)
     assert torch.allclose(loaded.embed_video(clips), model.eval().embed_video(clips), atol=1e-6)
     assert torch.allclose(loaded.embed_text(["stir"]), model.embed_text(["stir"]), atol=1e-6)
