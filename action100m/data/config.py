@@ -38,7 +38,10 @@ class DataConfig:
     batch_size: int = 32  # per device
     num_workers: int = 2  # per device; every worker reads its own stream of resampled shards
     epoch_batches: int = 100  # batches per rank in one Lightning epoch
-    shuffle_buffer: int = 1000  # nodes
+    # nodes in flight per worker: whole videos are pooled until it holds this many, and each batch
+    # takes its nodes from distinct videos of the pool (memory: ~shuffle_buffer / nodes-per-video mp4s)
+    shuffle_buffer: int = 1000
+    open_shards: int = 4  # shards each worker reads at once, taking their videos in turn
     seed: int = 0
     video_backend: VideoBackend = VideoBackend.decord
     decode_threads: int = 1  # per worker

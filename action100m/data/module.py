@@ -49,7 +49,7 @@ class ActionDataModule(L.LightningDataModule):
         if self.cfg.val_shards:
             val = select_scale(self.cfg.val_shards, 1.0)
             self.val_set = NodeStream([str(p) for p in val.shards], self.cfg, self.plan.mix, None, rank,
-                                      self.cfg.val_batches, seed=f"val:{self.cfg.seed}")  # fmt: skip
+                                      self.cfg.val_batches, seed=f"val:{self.cfg.seed}", repeat=True)  # fmt: skip
 
     def _trained_batches(self) -> int:
         trainer = self.trainer

@@ -37,8 +37,9 @@ def plan_data(cfg: DataConfig) -> DataPlan:
 
     The counts are computed by one process and cached (cache/plan/plan-<key>.json); every other rank,
     and every rerun with the same shards and filters, reads them (see action100m.data.scan)."""
-    if cfg.epoch_batches < 1 or cfg.batch_size < 1:
-        raise ConfigError("data.epoch_batches and data.batch_size must be at least 1")
+    for key in ("epoch_batches", "batch_size", "shuffle_buffer", "open_shards"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"data.{key} must be at least 1, got {getattr(cfg, key)}")
     mix = FieldMix(cfg.text_fields)
     subset = select_scale(cfg.shards, cfg.scale)
     key = plan_key(subset, cfg, mix)

@@ -1,7 +1,11 @@
 import json
+import os
+import random
+from collections import Counter
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from action100m.data.config import DataConfig
 from action100m.data.fields import FieldMix, node_texts
@@ -94,3 +98,78 @@ def test_a_stream_of_nothing_but_bad_samples_stops_with_the_cause(shards, tmp_pa
     with pytest.raises(DataError, match="21 unreadable samples in a row, the last: .*synth"):
         epoch(stream([tmp_path / "bad.tar"], cfg), 0, workers=0)
     assert bad[0] == 1
+
+
+def many_videos(shards, out, shard_count=50, videos_per_shard=8, nodes_per_video=20):
+    """A reference-only shard set (records without mp4, pointing at one real video) of many videos of
+    many nodes, each node's label naming its video."""
+    [(_, files)] = list(read_tar(next((shards / "shards").glob("*.tar"))))
+    source = out / "source.mp4"
+    source.write_bytes(files["mp4"])
+    duration = float(VideoRecord.from_json(files["json"]).root.end)
+    rng = random.Random(0)
+    paths = []
+    for shard in range(shard_count):
+        samples = []
+        for index in range(videos_per_shard):
+            uid = f"v{shard:03d}x{index:02d}"
+            nodes = [{"node_id": "r", "parent_id": None, "level": 0, "start": 0.0, "end": duration,
+                      "action_label": f"{uid} r"}]  # fmt: skip
+            for n in range(nodes_per_video - 1):
+                start = rng.uniform(0, duration - 1)
+                nodes.append({"node_id": f"n{n}", "parent_id": "r", "level": 1, "start": start,
+                              "end": min(duration, start + rng.uniform(0.5, 3)), "action_label": f"{uid} {n}"})  # fmt: skip
+            record = {"video_uid": uid, "metadata": {"duration": duration}, "nodes": nodes,
+                      "source_path": str(source)}  # fmt: skip
+            samples.append((uid, {"json": json.dumps(record).encode()}))
+        paths.append(out / f"s{shard:03d}.tar")
+        write_tar(paths[-1], samples)
+    return paths
+
+
+def same_video_pair_rate(batches):
+    pairs = same = 0
+    for batch in batches:
+        videos = [text.split()[0] for text in batch["texts"]]
+        pairs += len(videos) * (len(videos) - 1) // 2
+        same += sum(count * (count - 1) // 2 for count in Counter(videos).values())
+    return same / pairs
+
+
+def test_a_batch_takes_its_nodes_from_distinct_videos(shards, tmp_path):
+    paths = many_videos(shards, tmp_path)
+    cfg = config(shards, text_fields={"action_label": 1.0}, batch_size=8, num_workers=0, epoch_batches=30,
+                 shuffle_buffer=200)  # fmt: skip
+    batches = epoch(stream(paths, cfg), 0, workers=0)
+    uniform = 1 / (len(paths) * 8 - 1)  # 400 videos of 20 nodes: a random pair shares its video
+    # the old 200-node shuffle buffer held ~10 videos: a rate ~20x uniform
+    assert same_video_pair_rate(batches) <= 2 * uniform
+
+
+def test_workers_are_forked_once_across_epochs(shards, tmp_path, monkeypatch):
+    import action100m.data.stream as stream_module
+
+    pids = tmp_path / "pids"
+    created = []
+
+    class Counting(DataLoader):
+        def __init__(self, *args, **kwargs):
+            created.append(1)
+            super().__init__(
+                *args, worker_init_fn=lambda _: open(pids, "a").write(f"{os.getpid()}\n"), **kwargs
+            )
+
+    monkeypatch.setattr(stream_module, "DataLoader", Counting)
+    cfg = config(shards, epoch_batches=3)
+    paths = select_scale(shards, 1.0).shards
+    trained = [0]
+    loader = StreamLoader(stream(paths, cfg), lambda: trained[0], 2)
+    epochs = []
+    for _ in range(3):
+        epochs.append([batch["texts"] for batch in loader])
+        trained[0] += len(epochs[-1])
+    assert [len(texts) for texts in epochs] == [3, 3, 3]
+    assert len(created) == 1 and len(set(pids.read_text().split())) == 2
+    # the same batches as loaders started at each epoch (a resumed run)
+    for index, texts in enumerate(epochs):
+        assert [b["texts"] for b in epoch(stream(paths, cfg), 3 * index, workers=2)] == texts
