@@ -7,6 +7,13 @@ Videos are sorted by a hash of their id and cut into shards of `samples_per_shar
 output is cached per video under OUT/work, keyed by the hash of the config it depends on, so a killed
 build resumes mid-video and `stages=[refine]` redoes refinement with a new model from cached trees and
 captions. A shard is written (temp → rename) and then marked done; a rerun skips done shards.
+
+Cache keys cover what a stage outputs, never where or how fast it is served, so a build whose model
+servers moved (slurm/serve_vllm.sh came back on other nodes) continues with every cache. A shard with
+retryable backend failures (its server down, overloaded or too slow, after the backends' own retries
+and circuit breakers) is not written: the build ends with exit status 3 and one line naming the
+servers and counts, and a rerun requests exactly what failed. Content failures (a reply that never
+became a valid answer) are recorded in the shard's failures, which is then done.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ from action100m.shards import ShardSet, stable_hash  # noqa: E402
 from action100m.utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from action100m.video import VideoError, open_video  # noqa: E402
 from action100m.video.reencode import reencode  # noqa: E402
-from data_build.caption import CaptionConfig, caption_records, caption_synthetic  # noqa: E402
+from data_build.caption import CaptionConfig, Redo, caption_records, caption_synthetic  # noqa: E402
 from data_build.refine import RefineConfig, refine_records  # noqa: E402
 from data_build.segment import SegmentConfig, score_tree, segment_videos  # noqa: E402
 
 STAGES = ("segment", "caption", "refine")
+RETRY_EXIT = 3  # retryable backend failures: rerun the same command once the servers are back
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi")
 
 
@@ -99,6 +107,15 @@ class BuildConfig:
 
 
 ConfigStore.instance().store(name="build_schema", node=BuildConfig)
+
+
+class PendingFailures(Action100MError):
+    """Shards left undone by retryable backend failures; a rerun finishes them."""
+
+
+def retryable(failure: StageError) -> bool:
+    """Whether a failure is the backend's, not the content's: a rerun requests it again."""
+    return bool(getattr(failure, "retryable", False))
 
 
 def _hash(obj: Any) -> str:
@@ -271,7 +288,7 @@ class Builder:
     def caption(self, pairs: list[tuple[VideoRecord, Any]], failures: list[StageError]) -> None:
         start = time.perf_counter()
         fields = ("frame_caption", "segment_caption", "action_label")
-        todo = []
+        todo, redo, kept = [], {}, {}
         for record, source in pairs:
             cached = self._cached(record.video_uid, "caption")
             if cached is None:
@@ -281,23 +298,32 @@ class Builder:
                 for name, value in zip(fields, cached["nodes"].get(node.node_id, [None] * 3), strict=True):
                     setattr(node, name, value)
             record.provenance = Provenance.from_dict(cached["provenance"])
-            failures.extend(
-                StageError(record.video_uid, "caption", f["reason"], f["node_id"]) for f in cached["failures"]
-            )
+            # What failed for the backend's sake is asked again; what failed for its content stays failed.
+            pending = {(f["node_id"], f["field"]) for f in cached["failures"] if f.get("retryable")}
+            kept[record.video_uid] = [f for f in cached["failures"] if not f.get("retryable")]
+            failures.extend(StageError(record.video_uid, "caption", f["reason"], f["node_id"])
+                            for f in kept[record.video_uid])  # fmt: skip
+            if pending:
+                redo[record.video_uid] = pending
+                todo.append((record, source))
         if todo:
-            result = self._run_caption(todo)
+            result = self._run_caption(todo, redo)
             failures.extend(result.failures)
             for record, _ in todo:
-                mine = [f for f in result.failures if f.video_uid == record.video_uid]
+                mine = kept.get(record.video_uid, []) + [
+                    {"node_id": f.node_id, "reason": f.reason, "field": getattr(f, "field_name", None),
+                     "retryable": retryable(f), "server": getattr(f, "server", None)}
+                    for f in result.failures if f.video_uid == record.video_uid
+                ]  # fmt: skip
                 write_json_atomic(self._cache(record.video_uid, "caption"), {
                     "nodes": {n.node_id: [getattr(n, name) for name in fields] for n in record.nodes},
                     "provenance": record.provenance.to_dict(),
-                    "failures": [{"node_id": f.node_id, "reason": f.reason} for f in mine],
+                    "failures": mine,
                     "failure": bool(mine),
                 })  # fmt: skip
         self.seconds["caption"] += time.perf_counter() - start
 
-    def _run_caption(self, todo: list[tuple[VideoRecord, Any]]) -> Any:
+    def _run_caption(self, todo: list[tuple[VideoRecord, Any]], redo: Redo) -> Any:
         cfg = self.cfg.caption
         if cfg.mode == "synthetic":
             from action100m.synth.describer import DESCRIBER_ID, GroundTruthDescriber
@@ -312,7 +338,7 @@ class Builder:
             return caption_synthetic([r for r, _ in todo], self.backends["describer"].describe, DESCRIBER_ID)
         frame = self._backend("caption.frame_captioner", cfg.frame_captioner)
         segment = self._backend("caption.segment_captioner", cfg.segment_captioner)
-        return caption_records(todo, cfg, frame, segment)
+        return caption_records(todo, cfg, frame, segment, redo)
 
     def refine(self, records: list[VideoRecord], failures: list[StageError]) -> None:
         start = time.perf_counter()
@@ -357,7 +383,8 @@ class Builder:
                 for path in self.work.glob(pattern):
                     path.unlink(missing_ok=True)
 
-    def build_shard(self, shard_set: ShardSet, index: int, entries: list[Entry]) -> dict[str, Any]:
+    def build_shard(self, shard_set: ShardSet, index: int, entries: list[Entry]) -> tuple[dict | None, list]:
+        """(its marker, []) once the shard is written; (None, the retryable failures) when it is not."""
         self.remove_stale_temps(shard_set, index, entries)
         failures: list[StageError] = []
         samples: list[tuple[str, dict[str, bytes]]] = []
@@ -372,6 +399,10 @@ class Builder:
                 except (VideoError, OSError) as err:
                     failures.append(StageError(record.video_uid, "write", str(err)))
                 source.close()
+        pending = [failure for failure in failures if retryable(failure)]
+        if pending:  # not done: the rerun builds it again from the caches, asking only for what failed
+            shard_set.marker_path(index).unlink(missing_ok=True)
+            return None, pending
         samples.sort(key=lambda sample: sample[0])
         records = [json.loads(files["json"]) for _, files in samples]
         scored = [self.scores[uid] for uid, _ in samples if uid in self.scores]
@@ -382,7 +413,13 @@ class Builder:
             "scored_videos": len(scored),
             "boundary_f1_sum": sum(score["f1"] for score in scored),
         }
-        return shard_set.write_shard(index, samples, failures, self.hashes["shards"], stats)
+        return shard_set.write_shard(index, samples, failures, self.hashes["shards"], stats), []
+
+    def outage(self) -> str | None:
+        """Why a backend gave up on its server, if one did: then every further request would fail."""
+        return next(
+            (why for backend in self.backends.values() if (why := getattr(backend, "outage", None))), None
+        )
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -442,6 +479,7 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     shards = assign_shards(entries, cfg.samples_per_shard)
     mine = [i for i in range(len(shards)) if i % cfg.partition.count == cfg.partition.index]
     built = skipped = 0
+    pending: dict[int, list[StageError]] = {}
     totals = dict.fromkeys(("videos", "nodes", "failures"), 0)
     bar = tqdm(
         total=sum(len(shards[i]) for i in mine), unit="video", disable=not cfg.progress, file=sys.stderr
@@ -453,11 +491,17 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
             skipped += 1
             bar.update(len(shards[index]))
             continue
-        marker = builder.build_shard(shard_set, index, shards[index])
+        marker, pending[index] = builder.build_shard(shard_set, index, shards[index])
+        bar.update(len(shards[index]))
+        if marker is None:
+            tqdm.write(f"build: shard {shard_set.name(index)}: {_servers_line(pending[index])}; not marked done",
+                       file=sys.stderr)  # fmt: skip
+            if builder.outage():
+                break  # the servers stay down: the rest would only fail the same way
+            continue
         built += 1
         for key in totals:
             totals[key] += marker["stats"][key]
-        bar.update(len(shards[index]))
         minutes = (time.perf_counter() - started) / 60
         bar.set_postfix(
             nodes=totals["nodes"], failures=totals["failures"], per_min=f"{totals['videos'] / minutes:.0f}"
@@ -481,13 +525,35 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     print(f"build: {built} shards built, {skipped} already done; {summary['samples']} videos, "
           f"{summary['nodes']} nodes, {summary['annotated_nodes']} annotated, {summary['failures']} failures "
           f"(see {out / 'failures.jsonl'}) in {summary['seconds']} s -> {out / 'shards'}")  # fmt: skip
+    undone = {index: failures for index, failures in pending.items() if failures}
+    if undone:
+        names = ", ".join(shard_set.name(index) for index in undone)
+        outage = builder.outage()
+        raise PendingFailures(
+            f"{_servers_line([f for failures in undone.values() for f in failures])} in {len(undone)} "
+            f"shard(s) ({names}), not marked done{f'; {outage}' if outage else ''}; rerun the same command "
+            f"once the servers answer: it requests exactly what failed"
+        )
     return summary
+
+
+def _servers_line(failures: list[StageError]) -> str:
+    """'N retryable backend failures (server URL: n, ...)'."""
+    counts: dict[str, int] = {}
+    for failure in failures:
+        server = getattr(failure, "server", None) or "unknown server"
+        counts[server] = counts.get(server, 0) + 1
+    by_server = ", ".join(f"server {server}: {count}" for server, count in sorted(counts.items()))
+    return f"{len(failures)} retryable backend failures ({by_server})"
 
 
 @hydra.main(config_path="../configs", config_name="build", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         summary = run_build(OmegaConf.to_object(cfg))
+    except PendingFailures as err:
+        print(f"build: error: {err}", file=sys.stderr)
+        sys.exit(RETRY_EXIT)
     except Action100MError as err:
         print(f"build: error: {err}", file=sys.stderr)
         sys.exit(2)

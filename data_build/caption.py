@@ -6,6 +6,9 @@ video's nodes need are decoded in one pass over the sorted union of their indice
 goes out as soon as its last frame arrives, so only the frames of unfinished nodes are held. Requests
 of many nodes and videos go to the backends in batches, in a worker thread, while decoding goes on.
 
+A failed request becomes a `CaptionFailure` of its node and field, `retryable` when the backend says
+so (its server was down or overloaded); `redo` asks for exactly such (node, field) pairs again.
+
 `mode=synthetic` asks SynthActions' ground-truth describer instead of models (the CPU demo).
 """
 
@@ -28,6 +31,8 @@ from action100m.video.sampling import mid_frame_index, uniform_indices
 from action100m.video.transforms import center_crop, resize_short_side, to_float_tchw
 
 STAGE = "caption"
+FIELDS = {"image": ("frame_caption",), "video": ("segment_caption", "action_label")}
+Redo = dict[str, set[tuple[str, str]]]  # video_uid → the (node_id, field) pairs to request
 
 
 @dataclass
@@ -49,6 +54,15 @@ class CaptionConfig:
     segment_captioner: BackendConfig | None = None  # segment captions and action labels
 
 
+class CaptionFailure(StageError):
+    """A failed request for one field of one node; `retryable`: a backend failure a rerun retries,
+    `server`: where the request went."""
+
+    def __init__(self, video_uid: str, node_id: str, field_name: str, error: BackendError):
+        super().__init__(video_uid, STAGE, f"{field_name}: {error}", node_id)
+        self.field_name, self.retryable, self.server = field_name, error.retryable, error.server
+
+
 @dataclass
 class CaptionResult:
     failures: list[StageError] = field(default_factory=list)
@@ -65,6 +79,7 @@ class _Task:
     record: VideoRecord
     node: Node
     kind: str  # "image" (leaf mid-frame) or "video" (segment frames)
+    fields: tuple[str, ...]  # of FIELDS[kind], the ones to request
     frames: list[torch.Tensor | None]
     missing: int
 
@@ -121,17 +136,21 @@ class _Dispatcher:
                 self._store(task, "frame_caption", text)
             return
         clips = [torch.stack(task.frames) for task in batch]
-        self.result.video_requests += 2 * len(batch)
-        captions = self.video.caption_videos(clips, self.cfg.segment_prompt)
-        labels = self.video.caption_videos(clips, self.cfg.action_prompt)
-        for task, caption, label in zip(batch, captions, labels, strict=True):
-            self._store(task, "segment_caption", caption)
-            self._store(task, "action_label", label)
+        for field_name, prompt in (("segment_caption", self.cfg.segment_prompt),
+                                   ("action_label", self.cfg.action_prompt)):  # fmt: skip
+            chosen = [i for i, task in enumerate(batch) if field_name in task.fields]
+            if not chosen:
+                continue
+            self.result.video_requests += len(chosen)
+            texts = self.video.caption_videos([clips[i] for i in chosen], prompt)
+            for i, text in zip(chosen, texts, strict=True):
+                self._store(batch[i], field_name, text)
 
     def _store(self, task: _Task, field_name: str, text: str | BackendError) -> None:
         if isinstance(text, BackendError):
-            reason = f"{field_name}: {text}"
-            self.result.failures.append(StageError(task.record.video_uid, STAGE, reason, task.node.node_id))
+            self.result.failures.append(
+                CaptionFailure(task.record.video_uid, task.node.node_id, field_name, text)
+            )
         else:
             setattr(task.node, field_name, text.strip())
 
@@ -143,26 +162,33 @@ class _Dispatcher:
         self.pool.shutdown()
 
 
-def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: CaptionResult,
-          with_images: bool, with_videos: bool) -> tuple[list[_Task], dict[int, list[tuple[_Task, int]]]]:  # fmt: skip
-    """The tasks of one video, and for each frame index the (task, slot) pairs waiting for it."""
+def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: CaptionResult, with_images: bool,
+          with_videos: bool, only: set[tuple[str, str]] | None) -> tuple[list[_Task], dict[int, list]]:  # fmt: skip
+    """The tasks of one video (of the (node, field) pairs in `only`, when given), and for each frame
+    index the (task, slot) pairs waiting for it."""
     info = video.info
     leaves = {node.node_id for node in record.leaves()}
     tasks: list[_Task] = []
     waiting: dict[int, list[tuple[_Task, int]]] = defaultdict(list)
     for node in record.nodes:
+        kinds = ["image"] if with_images and node.node_id in leaves else []
+        kinds += ["video"] if with_videos else []
+        fields = {kind: tuple(f for f in FIELDS[kind] if only is None or (node.node_id, f) in only)
+                  for kind in kinds}  # fmt: skip
+        fields = {kind: names for kind, names in fields.items() if names}
+        if not fields:
+            continue
         if not node.end > node.start:
             reason = f"zero-length span [{node.start}, {node.end}]"
             result.failures.append(StageError(record.video_uid, STAGE, reason, node.node_id))
             continue
-        wanted: list[tuple[str, list[int]]] = []
-        if with_images and node.node_id in leaves:
-            wanted.append(("image", [mid_frame_index(node.start, node.end, info.fps, info.num_frames)]))
-        if with_videos:
-            count = cfg.frames_per_segment
-            wanted.append(("video", uniform_indices(node.start, node.end, info.fps, info.num_frames, count)))
-        for kind, indices in wanted:
-            task = _Task(record, node, kind, [None] * len(indices), len(indices))
+        for kind, names in fields.items():
+            if kind == "image":
+                indices = [mid_frame_index(node.start, node.end, info.fps, info.num_frames)]
+            else:
+                count = cfg.frames_per_segment
+                indices = uniform_indices(node.start, node.end, info.fps, info.num_frames, count)
+            task = _Task(record, node, kind, names, [None] * len(indices), len(indices))
             tasks.append(task)
             result.frames_needed += len(indices)
             for slot, index in enumerate(indices):
@@ -171,9 +197,9 @@ def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: C
 
 
 def _caption_video(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, dispatcher: _Dispatcher,
-                   result: CaptionResult) -> None:  # fmt: skip
+                   result: CaptionResult, only: set[tuple[str, str]] | None) -> None:  # fmt: skip
     tasks, waiting = _plan(
-        record, video, cfg, result, dispatcher.image is not None, dispatcher.video is not None
+        record, video, cfg, result, dispatcher.image is not None, dispatcher.video is not None, only
     )
     try:
         for index, frame in video.iter_frames(list(waiting), chunk=cfg.decode_chunk):
@@ -208,14 +234,17 @@ def caption_records(
     cfg: CaptionConfig,
     frame_captioner: ImageCaptioner | None = None,
     segment_captioner: VideoCaptioner | None = None,
+    redo: Redo | None = None,
 ) -> CaptionResult:
-    """Caption the nodes of each (record, source) in place; failures are listed per node, never raised."""
+    """Caption the nodes of each (record, source) in place; failures are listed per node, never raised.
+
+    A video named in `redo` gets only the (node_id, field) pairs listed there; the others, all."""
     result = CaptionResult()
     dispatcher = _Dispatcher(cfg, frame_captioner, segment_captioner, result)
     try:
         for record, video in videos:
             try:
-                _caption_video(record, video, cfg, dispatcher, result)
+                _caption_video(record, video, cfg, dispatcher, result, (redo or {}).get(record.video_uid))
             except VideoError as err:  # unreadable before the first frame: every node fails
                 for node in record.nodes:
                     result.failures.append(StageError(record.video_uid, STAGE, str(err), node.node_id))

@@ -11,8 +11,11 @@ Each node runs as its own task, so nodes never wait for each other at round boun
 with an async `acomplete` (the HTTP backend) gets one request per call, up to `in_flight` nodes at
 once; a local backend gets the requests of all waiting nodes as one batch. A node's state is written
 to the cache after every round (atomically), keyed by video, node and config hash, so a killed run
-resumes where each node stopped. A backend failure (timeout, 5xx after the backend's own retries,
-an empty reply) stops the node without marking it final: this run reports it, a rerun continues it.
+resumes where each node stopped. A retryable backend failure (its server down, overloaded or too
+slow, after the backend's own retries and circuit breaker) stops the node without marking it final:
+this run reports it, a rerun continues it. A reply the server refuses (HTTP 400: e.g. a prompt over
+the model's length) or leaves empty (the reasoning used up max_tokens) would come back the same on
+every rerun: it ends the round as an unusable reply does, recorded.
 
 `mode: direct` needs no LLM: a node's own action label and segment caption become its annotation
 (the paper's direct pseudo-label baseline).
@@ -92,13 +95,15 @@ class RefineConfig:
 
 class RefineFailure(StageError):
     """A refine failure of one node; `raw_reply` is the last unusable reply, when there was one.
-    `retryable`: a backend failure that a rerun retries (an answer the model got wrong is final)."""
+    `retryable`: a backend failure that a rerun retries (an answer the model got wrong is final);
+    `server`: where its request went."""
 
     def __init__(self, video_uid: str, node_id: str, reason: str, raw_reply: str | None = None,
-                 retryable: bool = False):  # fmt: skip
+                 retryable: bool = False, server: str | None = None):  # fmt: skip
         super().__init__(video_uid, STAGE, reason, node_id)
         self.raw_reply = raw_reply
         self.retryable = retryable
+        self.server = server
 
     def to_dict(self) -> dict[str, Any]:
         return {"video_uid": self.video_uid, "node_id": self.node_id, "stage": self.stage,
@@ -409,9 +414,13 @@ class _Run:
         for attempt in range(1, self.cfg.max_repairs + 2):
             self.result.llm_calls += 1
             reply = await call(conversation)
-            if isinstance(reply, BackendError):
+            if isinstance(reply, BackendError) and reply.retryable:
                 return {"round": number, "status": "backend_error", "attempts": attempt,
-                        "errors": [*errors, f"backend: {reply.reason}"]}  # fmt: skip
+                        "errors": [*errors, f"backend: {reply.reason}"], "server": reply.server}  # fmt: skip
+            if isinstance(reply, BackendError):  # refused or empty: a repair would be refused the same way
+                return {"round": number, "status": "invalid", "attempts": attempt,
+                        "errors": [*errors, f"backend: {reply.reason}"],
+                        **({"raw_reply": raw[:RAW_REPLY_CHARS]} if raw else {})}  # fmt: skip
             try:
                 annotation = parse_answer(reply, self.cfg.rules)
             except AnswerError as err:
@@ -435,14 +444,16 @@ class _Run:
         last = state.rounds[-1]
         failure = RefineFailure(
             uid, node.node_id, f"round {last['round']}: {last['errors'][-1]}", last.get("raw_reply"),
-            retryable=last["status"] == "backend_error",
+            retryable=last["status"] == "backend_error", server=last.get("server"),
         )  # fmt: skip
         (self.result.failures if node.annotation is None else self.result.incomplete).append(failure)
 
     def _provenance(self, state: NodeState, prompt: Prompt) -> dict[str, Any]:
         rounds = []
         for outcome in state.rounds:
-            kept = {key: value for key, value in outcome.items() if key not in ("answer", "raw_reply")}
+            kept = {
+                key: value for key, value in outcome.items() if key not in ("answer", "raw_reply", "server")
+            }
             if "answer" in outcome:
                 if KeepAnswers(self.cfg.keep_round_answers) == KeepAnswers.full:
                     kept["answer"] = outcome["answer"]

@@ -19,12 +19,20 @@ Message = dict[str, Any]  # OpenAI-style chat message: {"role": ..., "content": 
 
 
 class BackendError(Action100MError):
-    """A model backend failed, for one item or at start-up; one line naming backend, model and reason."""
+    """A model backend failed, for one item or at start-up; one line naming backend, model and reason.
 
-    def __init__(self, backend: str, model_id: str, reason: str):
+    `retryable`: the request may well succeed later (its server was down, overloaded or slow), so a
+    rerun must send it again; otherwise the failure is the reply's own (a request the server refuses,
+    an empty reply), the same request would fail the same way, and it is recorded as final.
+    `server`: the address the request went to (without credentials), when it went to one."""
+
+    def __init__(self, backend: str, model_id: str, reason: str, retryable: bool = False,
+                 server: str | None = None):  # fmt: skip
         self.backend = backend
         self.model_id = model_id
         self.reason = " ".join(reason.split())
+        self.retryable = retryable
+        self.server = server
         super().__init__(f"{backend} backend, model '{model_id}': {self.reason}")
 
 
@@ -46,8 +54,11 @@ class Backend(ABC):
     model_id: str
     generation: GenerationConfig
 
-    def error(self, reason: str) -> BackendError:
-        return BackendError(self.kind, self.model_id, reason)
+    #: Set once the backend gave up waiting for its server: every later request fails at once.
+    outage: str | None = None
+
+    def error(self, reason: str, retryable: bool = False, server: str | None = None) -> BackendError:
+        return BackendError(self.kind, self.model_id, reason, retryable, server)
 
     def describe(self) -> dict[str, Any]:
         """What produced the text: backend, model id and settings; never credentials."""

@@ -93,6 +93,16 @@ class HTTPConfig:
     backoff_base_s: float = serving(1.0)
     backoff_max_s: float = serving(30.0)
     check_model: bool = serving(True)  # at start-up, fail if a reachable server does not serve `model`
+    # KEY=URL lines naming the server (slurm/serve_vllm.sh writes servers.env): its `servers_key` line
+    # wins over base_url, and is read again whenever the circuit breaker opens (the server moved).
+    servers_file: str | None = serving(None)
+    servers_key: str | None = serving(None)  # e.g. LLM_URL
+    # The circuit breaker: after this many connection failures or 5xx in a row every request waits
+    # while the server is probed (first after backoff_base_s, doubling up to breaker_backoff_max_s);
+    # a server back within breaker_wait_s gets them all again, else they fail as retryable. 0: off.
+    breaker_failures: int = serving(8)
+    breaker_wait_s: float = serving(1800.0)
+    breaker_backoff_max_s: float = serving(60.0)
     image_format: ImageFormat = ImageFormat.jpeg
     jpeg_quality: int = 90
     video_input: VideoInput = VideoInput.images

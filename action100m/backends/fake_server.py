@@ -2,7 +2,9 @@
 
 It speaks enough of the protocol that vLLM serves (POST /v1/chat/completions, GET /v1/models) for the
 HTTP backend and the openai SDK, and can misbehave on request: latency, error statuses, hung requests,
-malformed bodies, empty content. It counts requests and the most it ever had in flight.
+malformed bodies, empty content, a reply cut at max_tokens while reasoning. It counts requests and
+the most it ever had in flight; `stop()` then `start()` again (a new port unless `port` was given)
+is a server that went down and came back.
 
     with FakeChatServer(latency_s=0.25, script=[500, 429, "ok"]) as server:
         ...  # point a backend at server.base_url, model server.model
@@ -24,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-OK, HANG, MALFORMED, EMPTY = "ok", "hang", "malformed", "empty"
+OK, HANG, MALFORMED, EMPTY, LENGTH = "ok", "hang", "malformed", "empty", "length"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class Reply:
 
 
 # "ok" | "hang" (sleep `hang_s`, longer than any client timeout) | "malformed" (a truncated JSON body)
-# | "empty" (content null) | an HTTP error status such as 500 or 429 | Reply(text)
+# | "empty" (content null) | "length" (content null, finish_reason "length": a reasoning model's
+# reasoning used up max_tokens, as vLLM answers it) | an HTTP error status such as 500 or 429 | Reply(text)
 Behaviour = str | int | Reply
 Script = Sequence[Behaviour] | Callable[[int, list[dict[str, Any]]], Behaviour]
 ReplyFn = Callable[[list[dict[str, Any]], dict[str, Any] | None], str]
@@ -173,13 +176,17 @@ class FakeChatServer:
             return web.Response(
                 text='{"id": "chatcmpl-x", "choices": [{"mess', content_type="application/json"
             )
-        if behaviour == EMPTY:
+        if behaviour in (EMPTY, LENGTH):
             content = None
         elif isinstance(behaviour, Reply):
             content = behaviour.text
         else:
             content = self.reply(messages, body.get("response_format"))
-        return web.json_response(_completion(self.model, index, content))
+        completion = _completion(self.model, index, content)
+        if behaviour == LENGTH:
+            choice = completion["choices"][0]
+            choice["finish_reason"], choice["message"]["reasoning_content"] = "length", "We need to think..."
+        return web.json_response(completion)
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})

@@ -3,8 +3,14 @@
 The backend owns one event loop in a daemon thread and one pooled HTTP client on it, so connections
 are reused across batch calls and the sync API works whether or not the caller runs a loop of its
 own. A batch becomes one request per item, at most `concurrency` in flight; each request is retried
-with exponential backoff and jitter on 429, 5xx, timeouts, connection errors and unreadable bodies,
-and an item that still fails comes back as a `BackendError` in its place.
+with exponential backoff and jitter on 408, 429, 5xx, timeouts, connection errors and unreadable
+bodies, and an item that still fails comes back as a `BackendError` in its place, `retryable` (a rerun
+sends it again); a reply the server refuses (another 4xx) or leaves empty is a final failure.
+
+A circuit breaker rides out outages: after `breaker_failures` connection failures or 5xx in a row,
+every request waits while the server is probed (GET /models) with backoff; each probe first reads the
+servers file again, when one is configured, so a server job that came back on another node is found.
+Requests go on once the server answers, or fail as retryable once it stayed down `breaker_wait_s`.
 
 The API key is read from the environment variable named in the config at request time; it is never
 stored on the backend, so it cannot reach `describe()`, `repr()`, logs or shards.
@@ -19,9 +25,11 @@ import os
 import random
 import re
 import threading
+import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,7 +46,14 @@ from action100m.backends.base import (
     check_image,
 )
 from action100m.backends.config import HTTPConfig, ImageFormat, Transport, VideoInput
-from action100m.backends.http_transport import AiohttpTransport, Fatal, OpenAITransport, Retryable
+from action100m.backends.http_transport import (
+    OUTAGE,
+    TIMEOUT,
+    AiohttpTransport,
+    Fatal,
+    OpenAITransport,
+    Retryable,
+)
 from action100m.backends.media import image_data_url, video_data_url
 
 log = logging.getLogger(__name__)
@@ -71,6 +86,94 @@ class _LoopThread:
         self.loop.close()
 
 
+def read_servers_file(path: str | Path, key: str) -> str | None:
+    """The value of `key` in a file of KEY=VALUE lines (slurm/serve_vllm.sh's servers.env); None when
+    the file or the line is missing (the server job removes the file when it stops)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, equals, value = line.partition("=")
+        if equals and name.strip() == key and value.strip():
+            return value.strip()
+    return None
+
+
+class Outage(Exception):
+    """The circuit breaker gave up on the server."""
+
+
+class CircuitBreaker:
+    """Holds every request of one backend while its server is down; lives on the backend's loop.
+
+    `failures` counts connection failures and 5xx in a row (any other answer of the server resets it);
+    at `threshold`, or when a request runs out of attempts on such a failure, the breaker opens:
+    requests wait in `admit()` while `_recover()` probes the server. A probe that succeeds resets the
+    count and lets them go, each with the attempts it has left (one more for a request that had run
+    out: it is held once). A server still down `wait_s` after the first failure of the run is given
+    up on: every request then fails at once with `Outage`."""
+
+    def __init__(self, http: HTTPConfig, probe: Callable[[], Awaitable[bool]], reread: Callable[[], None],
+                 server: Callable[[], str]):  # fmt: skip
+        self.threshold, self.wait_s = http.breaker_failures, http.breaker_wait_s
+        self.backoff_s, self.backoff_max_s = http.backoff_base_s, http.breaker_backoff_max_s
+        self._probe, self._reread, self._server = probe, reread, server
+        self.failures = 0
+        self.gave_up: str | None = None
+        self._down_since: float | None = None
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self._recovery: asyncio.Task | None = None
+
+    async def admit(self) -> None:
+        await self._closed.wait()
+        if self.gave_up is not None:
+            raise Outage(self.gave_up)
+
+    def answered(self) -> None:
+        self.failures, self._down_since = 0, None
+
+    def failed(self, trip: bool = False) -> bool:
+        """Count an outage failure (`trip`: open even below the threshold); True when the breaker is
+        open, so the request waits rather than gives up."""
+        if self.threshold <= 0:
+            return False
+        self.failures += 1
+        self._down_since = self._down_since or time.monotonic()
+        if self.failures < self.threshold and not trip:
+            return False
+        if self._closed.is_set() and self.gave_up is None:
+            self._closed.clear()
+            self._recovery = asyncio.ensure_future(self._recover())
+        return True
+
+    async def _recover(self) -> None:
+        log.warning("%s: %d connection failures or 5xx in a row; requests wait while the server is probed "
+                    "(up to %g s)", self._server(), self.failures, self.wait_s)  # fmt: skip
+        delay = self.backoff_s
+        while True:
+            left = self.wait_s - (time.monotonic() - (self._down_since or time.monotonic()))
+            if left <= 0:
+                self.gave_up = (f"server {self._server()} down: {self.failures} connection failures or 5xx in a "
+                                f"row, not back within http.breaker_wait_s={self.wait_s:g} s")  # fmt: skip
+                log.error("%s", self.gave_up)
+                self._closed.set()
+                return
+            await asyncio.sleep(min(delay, left))
+            self._reread()
+            if await self._probe():
+                log.warning("%s: the server answers again; requests go on", self._server())
+                self.answered()
+                self._closed.set()
+                return
+            delay = min(2 * delay, self.backoff_max_s)
+
+    def cancel(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+
+
 class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
     kind = "openai"
     enforces_json_schema = True  # sent as `response_format`; vLLM constrains decoding to the schema
@@ -83,14 +186,24 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
         self.generation = generation or GenerationConfig()
         if self.http.concurrency < 1:
             raise self.error(f"concurrency must be ≥ 1, got {self.http.concurrency}")
+        if self.http.servers_file and not self.http.servers_key:
+            raise self.error(
+                "http.servers_key: needed with http.servers_file (the key of its line, e.g. LLM_URL)"
+            )
+        self._base_url = self.http.base_url
+        if self.http.servers_file:
+            self._base_url = (
+                read_servers_file(self.http.servers_file, self.http.servers_key) or self._base_url
+            )
         self._loop = _LoopThread()
         if self.http.transport == Transport.openai:
-            self._transport: Any = OpenAITransport(self.http.base_url, self.http.timeout_s, self._api_key)
+            self._transport: Any = OpenAITransport(self._base_url, self.http.timeout_s, self._api_key)
         else:
-            self._transport = AiohttpTransport(self.http.base_url, self.http.concurrency, self.http.timeout_s)
+            self._transport = AiohttpTransport(self._base_url, self.http.concurrency, self.http.timeout_s)
         self._loop.run(self._transport.open())
+        self._breaker = CircuitBreaker(self.http, self._probe, self._reread_servers, lambda: self.server)
         # Closes the client and stops the thread on close(), garbage collection or interpreter exit.
-        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._transport)
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._transport, self._breaker)
         self._slots = asyncio.Semaphore(self.http.concurrency)
         self._image_format = ImageFormat(self.http.image_format).value
         if self.http.check_model:
@@ -123,16 +236,23 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
 
     def describe(self) -> dict[str, Any]:
         settings = {key: getattr(value, "value", value) for key, value in asdict(self.http).items()}
-        settings["base_url"] = _without_credentials(self.http.base_url)
+        settings["base_url"] = self.server
         return {**super().describe(), **settings}
+
+    @property
+    def server(self) -> str:
+        """Where requests go now, without credentials."""
+        return _without_credentials(self._base_url)
+
+    @property
+    def outage(self) -> str | None:  # type: ignore[override]
+        return self._breaker.gave_up
 
     def close(self) -> None:
         self._finalizer()
 
     def __repr__(self) -> str:
-        return (
-            f"HTTPChatBackend(model={self.model_id!r}, base_url={_without_credentials(self.http.base_url)!r})"
-        )
+        return f"HTTPChatBackend(model={self.model_id!r}, base_url={self.server!r})"
 
     # --- payloads (built in the caller's thread: image encoding must not stall the event loop)
 
@@ -212,19 +332,61 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
         if isinstance(item, BackendError):
             return item
         attempts = self.http.max_retries + 1
-        for attempt in range(attempts):
+        attempt, extra = 0, False
+        # At most attempts + 1 requests: the breaker holds a request out of attempts once; and the
+        # breaker gives up `breaker_wait_s` after the outage began.
+        while True:
+            try:
+                await self._breaker.admit()
+            except Outage as err:
+                return self.error(str(err), retryable=True, server=self.server)
             try:
                 async with self._slots:  # held only while a request is on the wire, not while backing off
-                    return await self._transport.chat(item, headers)
+                    text = await self._transport.chat(item, headers)
             except Fatal as err:
-                return self.error(str(err))
+                self._breaker.answered()
+                return self.error(str(err), server=self.server)
             except Retryable as err:
-                if attempt + 1 == attempts:
-                    return self.error(f"{err} (gave up after {attempts} attempts)")
-                delay = self._backoff(attempt, err.retry_after)
-                log.debug("%s: %s; retry %d in %.2f s", self.model_id, err, attempt + 1, delay)
+                attempt += 1
+                last = attempt >= attempts
+                held = False
+                if err.kind in OUTAGE:
+                    held = self._breaker.failed(trip=last and not extra) and not (last and extra)
+                    extra = extra or (held and last)
+                elif err.kind != TIMEOUT:
+                    self._breaker.answered()  # busy or garbled, but the server is there
+                if held:
+                    continue  # the breaker's probing stands in for this request's backoff
+                if last:
+                    return self.error(
+                        f"{err} (gave up after {attempt} attempts)", retryable=True, server=self.server
+                    )
+                delay = self._backoff(attempt - 1, err.retry_after)
+                log.debug("%s: %s; retry %d in %.2f s", self.model_id, err, attempt, delay)
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns")
+                continue
+            self._breaker.answered()
+            return text
+
+    async def _probe(self) -> bool:
+        """Whether the server answers GET /models and serves this model."""
+        timeout = min(10.0, self.http.timeout_s)
+        try:
+            served = await asyncio.wait_for(self._transport.models(self._headers(), timeout), timeout)
+        except Exception:  # noqa: BLE001 - any failure means: not back yet
+            return False
+        return self.model_id in served
+
+    def _reread_servers(self) -> None:
+        """Follow the servers file to where the server is now."""
+        if not self.http.servers_file:
+            return
+        url = read_servers_file(self.http.servers_file, self.http.servers_key)
+        if url and url != self._base_url:
+            log.warning("%s: %s names a new address for %s: %s (was %s)", self.model_id, self.http.servers_file,
+                        self.http.servers_key, _without_credentials(url), self.server)  # fmt: skip
+            self._base_url = url
+            self._transport.retarget(url)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         # Jitter spreads out the retries of a whole batch that failed at once (a restarting server).
@@ -242,20 +404,22 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
             )
         except Fatal as err:
             self.close()
-            raise self.error(f"start-up check at {_without_credentials(self.http.base_url)}: {err}") from None
+            raise self.error(f"start-up check at {self.server}: {err}") from None
         except Exception as err:  # noqa: BLE001 - any failure to reach the server is reported per item later
             log.warning(
                 "%s: %s unreachable at start-up (%s: %s); failed requests will be recorded per item",
-                self.model_id, _without_credentials(self.http.base_url), type(err).__name__, err,
+                self.model_id, self.server, type(err).__name__, err,
             )  # fmt: skip
             return
         if self.model_id not in served:
             self.close()
-            url = _without_credentials(self.http.base_url)
-            raise self.error(f"not served at {url}; it serves {served}")
+            raise self.error(f"not served at {self.server}; it serves {served}")
 
 
-def _shut_down(loop: _LoopThread, transport: AiohttpTransport | OpenAITransport) -> None:
+def _shut_down(
+    loop: _LoopThread, transport: AiohttpTransport | OpenAITransport, breaker: CircuitBreaker
+) -> None:
+    loop.loop.call_soon_threadsafe(breaker.cancel)
     loop.run(transport.close())
     loop.stop()
 

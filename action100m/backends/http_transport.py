@@ -1,9 +1,11 @@
 """One Chat Completions request, on plain aiohttp or on the openai SDK, with failures sorted for retrying.
 
-A transport sends one request and either returns the reply text or raises `Retryable` (429, 5xx,
-timeouts, connection errors, unreadable bodies: worth another try) or `Fatal` (any other 4xx, a reply
-without content: the same request would fail again). Retries, backoff and the concurrency cap live in
-`http_backend.py`, identical for both transports.
+A transport sends one request and either returns the reply text or raises `Retryable` (408, 429,
+5xx, timeouts, connection errors, unreadable bodies: worth another try) or `Fatal` (any other 4xx, a
+reply without content: the same request would fail again). A `Retryable` says what kind of failure it
+was; connection failures and 5xx are the ones that say the server is down (`OUTAGE`). Retries,
+backoff, the circuit breaker and the concurrency cap live in `http_backend.py`, identical for both
+transports.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from typing import Any
 
 import aiohttp
 
+CONNECTION, SERVER, BUSY, TIMEOUT, UNREADABLE = "connection", "server", "busy", "timeout", "unreadable"
+OUTAGE = frozenset({CONNECTION, SERVER})  # what the circuit breaker counts: nobody answers, or only 5xx
+
 
 class Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, kind: str, retry_after: float | None = None):
         super().__init__(reason)
+        self.kind = kind
         self.retry_after = retry_after
 
 
@@ -32,9 +38,11 @@ def check_status(status: int, detail: str, retry_after: str | None = None) -> No
     reason = f"HTTP {status}: {_error_message(detail)}"
     if status == 401 or status == 403:
         raise Fatal(f"{reason} (is the API key variable set?)")
-    if status == 429 or status >= 500:
-        raise Retryable(reason, _seconds(retry_after))
-    raise Fatal(reason)
+    if status >= 500:
+        raise Retryable(reason, SERVER, _seconds(retry_after))
+    if status in (408, 429):  # request timeout, too many requests: the server is up but busy
+        raise Retryable(reason, BUSY, _seconds(retry_after))
+    raise Fatal(reason)  # 400 and the like: the same request would be refused again
 
 
 def reply_text(body: Any) -> str:
@@ -43,10 +51,27 @@ def reply_text(body: Any) -> str:
         choice = body["choices"][0]
         content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise Retryable(f"unreadable reply: no choices[0].message.content in {str(body)[:200]}") from None
+        raise Retryable(
+            f"unreadable reply: no choices[0].message.content in {str(body)[:200]}", UNREADABLE
+        ) from None
     if not content:
-        raise Fatal(f"empty content (finish_reason={choice.get('finish_reason')})")
+        finish = choice.get("finish_reason")
+        # GPT-OSS reasons first: a reply cut at max_tokens before the answer has no content at all.
+        why = "; the reasoning used up max_tokens" if finish == "length" else ""
+        raise Fatal(f"empty content (finish_reason={finish}{why})")
     return content
+
+
+def _timeout_kind(err: BaseException) -> str:
+    """CONNECTION when the timeout is a connect that failed (refused, host gone), else TIMEOUT."""
+    for _ in range(8):  # a cause chain: SDK error <- HTTP client error <- aiohttp error
+        connect = type(err).__name__ in ("ConnectTimeout", "ConnectError")  # the SDK's httpx names
+        if connect or isinstance(err, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return CONNECTION
+        if err.__cause__ is None:
+            break
+        err = err.__cause__
+    return TIMEOUT
 
 
 def _error_message(detail: str) -> str:
@@ -83,6 +108,10 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
 
+    def retarget(self, base_url: str) -> None:
+        """Send the next requests to `base_url` (the server moved)."""
+        self.base_url = base_url.rstrip("/")
+
     async def chat(self, payload: dict[str, Any], headers: dict[str, str]) -> str:
         assert self._session is not None, "open() first"
         try:
@@ -91,14 +120,16 @@ class AiohttpTransport:
             ) as r:
                 detail = await r.text()
                 check_status(r.status, detail, r.headers.get("Retry-After"))
+        except aiohttp.ConnectionTimeoutError as err:  # a host that is gone: no answer to the connect
+            raise Retryable(f"connection error: {type(err).__name__}: {err}", CONNECTION) from None
         except asyncio.TimeoutError:
-            raise Retryable(f"timed out after {self.timeout_s:g} s") from None
+            raise Retryable(f"timed out after {self.timeout_s:g} s", TIMEOUT) from None
         except aiohttp.ClientError as err:
-            raise Retryable(f"connection error: {type(err).__name__}: {err}") from None
+            raise Retryable(f"connection error: {type(err).__name__}: {err}", CONNECTION) from None
         try:
             body = json.loads(detail)
         except ValueError:
-            raise Retryable(f"unreadable reply (not JSON): {detail[:200]!r}") from None
+            raise Retryable(f"unreadable reply (not JSON): {detail[:200]!r}", UNREADABLE) from None
         return reply_text(body)
 
     async def models(self, headers: dict[str, str], timeout_s: float) -> list[str]:
@@ -135,6 +166,11 @@ class OpenAITransport:
         if self._client is not None:
             await self._client.close()
 
+    def retarget(self, base_url: str) -> None:
+        """Send the next requests to `base_url` (the server moved)."""
+        self.base_url = base_url
+        self._client.base_url = base_url
+
     async def chat(self, payload: dict[str, Any], headers: dict[str, str]) -> str:
         import openai
 
@@ -142,15 +178,17 @@ class OpenAITransport:
             completion = await self._client.chat.completions.create(**payload)
         except openai.APITimeoutError as err:
             # The SDK reports a refused connection as a connect timeout; name the cause to tell them apart.
-            cause = type(err.__cause__).__name__ if err.__cause__ else "timeout"
-            raise Retryable(f"timed out or unreachable ({cause}; timeout {self.timeout_s:g} s)") from None
+            name = type(err.__cause__).__name__ if err.__cause__ else "timeout"
+            raise Retryable(
+                f"timed out or unreachable ({name}; timeout {self.timeout_s:g} s)", _timeout_kind(err)
+            ) from None
         except openai.APIConnectionError as err:
-            raise Retryable(f"connection error: {err}") from None
+            raise Retryable(f"connection error: {err}", CONNECTION) from None
         except openai.APIStatusError as err:
             check_status(err.status_code, err.response.text, err.response.headers.get("Retry-After"))
             raise
         except (openai.APIResponseValidationError, ValueError) as err:
-            raise Retryable(f"unreadable reply: {err}") from None
+            raise Retryable(f"unreadable reply: {err}", UNREADABLE) from None
         return reply_text(completion.model_dump())
 
     async def models(self, headers: dict[str, str], timeout_s: float) -> list[str]:

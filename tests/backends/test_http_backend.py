@@ -156,12 +156,13 @@ def test_a_server_that_is_down_gives_an_error_per_item(transport, caplog):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = HTTPConfig(base_url=f"http://127.0.0.1:{port}/v1", transport=transport, max_retries=2,
-                        backoff_base_s=0.01, backoff_max_s=0.02)  # fmt: skip
+                        backoff_base_s=0.01, backoff_max_s=0.02, breaker_failures=0)  # fmt: skip
     with caplog.at_level(logging.WARNING), HTTPChatBackend("some-model", config) as llm:
         texts = llm.complete(ask("a", "b", "c"))
     assert "unreachable at start-up" in caplog.text
     assert len(texts) == 3 and all(isinstance(text, BackendError) for text in texts)
     assert all("some-model" in str(text) and "3 attempts" in str(text) for text in texts)
+    assert all(text.retryable and text.server == config.base_url for text in texts)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

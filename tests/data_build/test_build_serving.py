@@ -4,6 +4,7 @@ serving settings that change, must not cost a finished shard or a cached stage o
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from omegaconf import OmegaConf
 from action100m.backends import BackendConfig, GenerationConfig, HTTPConfig
 from action100m.backends.fake_server import FakeChatServer, echo
 from action100m.config import CONFIG_DIR
+from action100m.shards import read_tar
 from action100m.synth.generate import generate_dataset
-from data_build.build import BuildConfig, run_build
+from action100m.utils.atomic import write_text_atomic
+from data_build.build import BuildConfig, PendingFailures, run_build
 
 FAST = ["segment.features=pixel", "samples_per_shard=2", "progress=false", "caption.mode=models",
         "caption.frames_per_segment=2", "caption.segment_frame_size=32", "caption.image_short_side=32",
@@ -34,8 +37,10 @@ def reply(messages: list[dict], response_format: dict | None = None) -> str:
     return echo(messages) if response_format is None else json.dumps(ANSWER)
 
 
-def http(url: str, **settings) -> HTTPConfig:
+def http(url: str, key: str, **settings) -> HTTPConfig:
     base = dict(base_url=url, max_retries=0, backoff_base_s=0.01, backoff_max_s=0.02, timeout_s=10)
+    if settings.get("servers_file"):
+        base["servers_key"] = key
     return HTTPConfig(**{**base, **settings})
 
 
@@ -49,10 +54,10 @@ def served_config(
     generation = GenerationConfig(max_new_tokens=32)
     for role, interface in (("frame_captioner", "image_captioner"), ("segment_captioner", "video_captioner")):
         backend = BackendConfig(interface=interface, kind="openai", model=server.model, generation=generation,
-                                http=http(server.base_url, **settings))  # fmt: skip
+                                http=http(server.base_url, f"{role.upper()}_URL", **settings))  # fmt: skip
         setattr(cfg.caption, role, backend)
     cfg.refine.llm = BackendConfig(interface="llm", kind="openai", model=server.model, generation=generation,
-                                   http=http(server.base_url, **settings))  # fmt: skip
+                                   http=http(server.base_url, "LLM_URL", **settings))  # fmt: skip
     return cfg
 
 
@@ -120,3 +125,63 @@ def test_stage_hashes_follow_what_a_stage_outputs_and_nothing_else(synth, tmp_pa
         moved = {key for key, value in hashes(override).items() if value != base[key]}
         assert stage in moved and (stage != "refine" or moved == {"refine", "shards"}), override
     assert hashes(jpeg_quality=50)["caption"] != base["caption"]  # what the captioner sees
+
+
+def pending_work(out: Path) -> tuple[int, int]:
+    """(caption requests that failed retryably, refine nodes left unfinished) in the caches."""
+    captions = [json.loads(p.read_text()) for p in (out / "work" / "videos").glob("*/caption-*.json")]
+    failed = sum(f.get("retryable", False) for c in captions for f in c["failures"])
+    states = [
+        json.loads(p.read_text())["state"] for p in (out / "work").glob("refine-inputs/*/refine/*/*/*.json")
+    ]
+    return failed, sum(not state["final"] for state in states)
+
+
+def test_an_outage_leaves_its_shard_undone_and_the_rerun_asks_only_for_what_failed(synth, tmp_path):
+    manifest, out, servers = synth / "manifest.jsonl", tmp_path / "out", tmp_path / "servers.env"
+    stopping: list[threading.Thread] = []
+
+    def outage_after(count: int):
+        def script(index: int, messages: list[dict]) -> object:
+            if index == count:  # the server job ends mid-build: 503s, then nothing listens
+                stopping.append(threading.Thread(target=down.stop))
+                stopping[0].start()
+            return "ok" if index < count else 503
+
+        return script
+
+    def point_servers_file_at(server: FakeChatServer) -> None:
+        lines = [f"{key}_URL={server.base_url}\n" for key in ("FRAME_CAPTIONER", "SEGMENT_CAPTIONER", "LLM")]
+        write_text_atomic(servers, "".join(lines))
+
+    settings = dict(servers_file=str(servers), max_retries=1, breaker_failures=3, breaker_wait_s=1.0,
+                    breaker_backoff_max_s=0.2)  # fmt: skip
+    down = FakeChatServer(reply=reply, script=outage_after(450)).start()
+    point_servers_file_at(down)
+    with pytest.raises(PendingFailures) as raised:
+        run_build(served_config(manifest, out, down, **settings))
+    for thread in stopping:
+        thread.join()
+    message = str(raised.value)
+    failed, unfinished = pending_work(out)
+    assert failed > 0 and unfinished > 0
+    assert (
+        f"{failed + unfinished} retryable backend failures (server {down.base_url}: {failed + unfinished})"
+        in message
+    )
+    assert "in 1 shard(s)" in message and f"server {down.base_url} down" in message
+    markers = sorted((out / "shards").glob("*.tar.done"))
+    assert len(markers) == 1  # the shard built before the outage is done, the other is not
+
+    with FakeChatServer(reply=reply) as back:  # the server job came back on another node
+        point_servers_file_at(back)
+        summary = run_build(served_config(manifest, out, down, **settings))  # base_url: the old address
+        # Each failed caption request once, each unfinished node's two rounds: nothing else.
+        assert back.requests_total == failed + 2 * unfinished
+    assert (summary["built"], summary["skipped"], summary["failures"]) == (1, 1, 0)
+    assert pending_work(out) == (0, 0)
+    records = [
+        json.loads(files["json"]) for tar in (out / "shards").glob("*.tar") for _, files in read_tar(tar)
+    ]
+    nodes = [node for record in records for node in record["nodes"]]
+    assert all(node["segment_caption"] and node["action_label"] for node in nodes)

@@ -100,7 +100,7 @@ def test_failed_requests_are_recorded_per_node(synth):
     total = len(records[0].nodes)
     script = ["ok"] * 3 + [500] * 4 + ["ok"] * 10_000
     with FakeChatServer(model="plm", script=script) as server:
-        http = HTTPConfig(base_url=server.base_url, concurrency=1, max_retries=0)
+        http = HTTPConfig(base_url=server.base_url, concurrency=1, max_retries=0, breaker_failures=0)
         with HTTPChatBackend("plm", http) as backend:
             result = caption_records(sources(synth, records), CaptionConfig(frames_per_segment=4, batch_nodes=4),
                                      None, backend)  # fmt: skip
@@ -113,13 +113,15 @@ def test_failed_requests_are_recorded_per_node(synth):
 
 def test_backend_down_fails_each_node_not_the_run(synth):
     records = fresh_records(synth)[:1]
-    http = HTTPConfig(base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2, check_model=False)
+    http = HTTPConfig(base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2, check_model=False,
+                      breaker_failures=0)  # fmt: skip
     with HTTPChatBackend("plm", http) as backend:
         result = caption_records(
             sources(synth, records), CaptionConfig(frames_per_segment=2), backend, backend
         )
     nodes, leaves = len(records[0].nodes), len(records[0].leaves())
     assert len(result.failures) == leaves + 2 * nodes
+    assert all(f.retryable and f.server == "http://127.0.0.1:9/v1" for f in result.failures)
     assert all(n.segment_caption is None for n in records[0].nodes)
 
 

@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from action100m.backends import LLM, BackendError, GenerationConfig, HTTPConfig
-from action100m.backends.fake_server import EMPTY, HANG, MALFORMED, OK, FakeChatServer, Reply
+from action100m.backends.fake_server import EMPTY, HANG, LENGTH, MALFORMED, OK, FakeChatServer, Reply
 from action100m.backends.http_backend import HTTPChatBackend
 from action100m.config import CONFIG_DIR
 from action100m.errors import ConfigError
@@ -111,7 +111,9 @@ def script_for(bad: dict[str, object], kinds: tuple[str, ...] = ("draft", "refin
 
 
 def http_llm(server: FakeChatServer, **http) -> HTTPChatBackend:
-    settings = dict(base_url=server.base_url, backoff_base_s=0.01, backoff_max_s=0.02, max_retries=0)
+    # No circuit breaker: these tests script failures one by one (tests/backends has the breaker's).
+    settings = dict(base_url=server.base_url, backoff_base_s=0.01, backoff_max_s=0.02, max_retries=0,
+                    breaker_failures=0)  # fmt: skip
     return HTTPChatBackend(
         server.model, HTTPConfig(**{**settings, **http}), GenerationConfig(max_new_tokens=64)
     )
@@ -263,7 +265,6 @@ def test_a_failed_refine_round_leaves_the_previous_valid_answer():
     [
         (500, "HTTP 500: scripted status 500 (gave up after 2 attempts)", {"max_retries": 1}),
         (HANG, "timed out after 0.3 s", {"timeout_s": 0.3}),
-        (EMPTY, "empty content", {}),
         (MALFORMED, "unreadable reply (not JSON)", {}),
     ],
 )
@@ -276,6 +277,27 @@ def test_backend_failures_are_recorded_as_retryable(behaviour, reason, http):
     assert failure.node_id == "v1-B2" and failure.retryable and failure.raw_reply is None
     assert failure.reason.startswith("round 1: backend: ") and reason in failure.reason
     assert not node_named(record, "B2").provenance["refine"]["complete"]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        (400, "HTTP 400: scripted status 400"),
+        (EMPTY, "empty content (finish_reason=stop)"),
+        (LENGTH, "empty content (finish_reason=length; the reasoning used up max_tokens)"),
+    ],
+)
+def test_a_refused_or_empty_reply_is_a_recorded_failure_that_no_rerun_repeats(behaviour, reason, tmp_path):
+    with FakeChatServer(reply=good_reply, script=script_for({"B2": behaviour})) as server:
+        result = run([small_record()], server, work_dir=tmp_path)
+        b2_requests = [r for r in server.received if request(r.body["messages"])[1] == "B2"]
+    [failure] = result.failures
+    assert failure.node_id == "v1-B2" and not failure.retryable
+    assert failure.reason == f"round 1: backend: {reason}" and len(b2_requests) == 1  # no repair asked
+    with FakeChatServer(reply=good_reply) as server:  # the rerun: B2 is final, nothing is sent for it
+        again = run([small_record()], server, work_dir=tmp_path)
+        assert server.requests_total == 0 and again.from_cache == 4
+    assert [f.reason for f in again.failures] == [failure.reason]
 
 
 def test_a_backend_failure_after_a_valid_round_keeps_the_answer_as_incomplete():
