@@ -174,13 +174,14 @@ def batch_plan(cfg: TrainConfig, world_size: int) -> BatchPlan:
     naming the keys that cannot."""
     t, per_device = cfg.trainer, cfg.data.batch_size
     layout = f"data.batch_size={per_device} x world size {world_size} (trainer.devices x trainer.num_nodes)"
-    if t.accumulate_grad_batches is not None and t.accumulate_grad_batches < 1:
-        raise ConfigError(f"trainer.accumulate_grad_batches={t.accumulate_grad_batches} must be at least 1")
+    for key in ("accumulate_grad_batches", "global_batch_size"):
+        if getattr(t, key) is not None and getattr(t, key) < 1:
+            raise ConfigError(f"trainer.{key}={getattr(t, key)} must be at least 1 (or null)")
     if t.global_batch_size is None:
         accumulation = t.accumulate_grad_batches or 1
     else:
         per_step = per_device * world_size
-        if t.global_batch_size < 1 or t.global_batch_size % per_step:
+        if t.global_batch_size % per_step:
             hint = (f"data.batch_size must divide {t.global_batch_size // world_size}"
                     if t.global_batch_size % world_size == 0 else f"world size {world_size} does not divide it")  # fmt: skip
             raise ConfigError(f"trainer.global_batch_size={t.global_batch_size} is not a multiple of {layout} "
@@ -344,11 +345,11 @@ def build_trainer(cfg: TrainConfig, model: VLJEPA, loggers: list[Logger], run_di
     )  # fmt: skip
 
 
-def _prune_requeue_checkpoints(run_dir: Path, resume: Path | None) -> None:
+def _prune_requeue_checkpoints(run_dir: Path, resume: Path) -> None:
     """Lightning writes a new hpc_ckpt_N.ckpt at every requeue and never removes one: once a run has
     resumed from the newest of its checkpoints, the older requeue ones are dead weight (~12 GB each)."""
     for path in run_dir.glob("hpc_ckpt_*.ckpt"):
-        if resume is None or path.resolve() != resume.resolve():
+        if path.resolve() != resume.resolve():
             path.unlink(missing_ok=True)
 
 
@@ -383,7 +384,8 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         write_text_atomic(
             run_dir / "checkpoints" / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg))
         )
-        _prune_requeue_checkpoints(run_dir, resume)
+        if resume is not None:
+            _prune_requeue_checkpoints(run_dir, resume)
         print(f"train: run {name}: {described['shards']} of {described['total_shards']} shards, "
               f"{described['videos']} videos, {described['samples']} samples"
               + (f"; resuming from {resume}" if resume else ""), file=sys.stderr)  # fmt: skip
