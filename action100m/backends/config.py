@@ -106,6 +106,8 @@ class HTTPConfig:
     image_format: ImageFormat = ImageFormat.jpeg
     jpeg_quality: int = 90
     video_input: VideoInput = VideoInput.images
+    # More fields of every request body, as they are: e.g. {reasoning_effort: low} for GPT-OSS on vLLM
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

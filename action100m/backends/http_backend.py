@@ -302,7 +302,7 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
             body["temperature"] = 0.0  # greedy, as vLLM and the OpenAI API define it
         if g.seed is not None:
             body["seed"] = g.seed
-        return {**body, **extra}
+        return {**body, **self.http.extra_body, **extra}
 
     # --- sending
 

@@ -19,6 +19,8 @@ import aiohttp
 
 CONNECTION, SERVER, BUSY, TIMEOUT, UNREADABLE = "connection", "server", "busy", "timeout", "unreadable"
 OUTAGE = frozenset({CONNECTION, SERVER})  # what the circuit breaker counts: nobody answers, or only 5xx
+# What the backend sends that the SDK takes as arguments; anything else (http.extra_body) goes as extra_body.
+SDK_FIELDS = frozenset({"model", "messages", "max_tokens", "temperature", "top_p", "seed", "response_format"})
 
 
 class Retryable(Exception):
@@ -175,7 +177,9 @@ class OpenAITransport:
         import openai
 
         try:
-            completion = await self._client.chat.completions.create(**payload)
+            known = {key: value for key, value in payload.items() if key in SDK_FIELDS}
+            more = {key: value for key, value in payload.items() if key not in SDK_FIELDS}
+            completion = await self._client.chat.completions.create(**known, extra_body=more or None)
         except openai.APITimeoutError as err:
             # The SDK reports a refused connection as a connect timeout; name the cause to tell them apart.
             name = type(err.__cause__).__name__ if err.__cause__ else "timeout"

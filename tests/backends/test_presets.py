@@ -57,3 +57,17 @@ def test_vllm_presets_build_against_a_server_serving_their_model(path):
 def test_a_typo_in_a_backend_config_names_the_key():
     with pytest.raises(ConfigError, match="concurency"):
         build_backend({"interface": "llm", "kind": "openai", "model": "m", "http": {"concurency": 8}})
+
+
+def test_the_llm_preset_keeps_gpt_oss_reasoning_within_its_token_budget():
+    cfg = load(PRESETS[0].with_name("paper_llm_vllm.yaml"))
+    with FakeChatServer(model=cfg.model) as server:
+        cfg.http.base_url = server.base_url
+        for transport in ("aiohttp", "openai"):
+            cfg.http.transport = transport
+            with build_backend(cfg) as backend:
+                backend.complete([[{"role": "user", "content": "hi"}]])
+        sent = [request.body for request in server.received]
+    assert len(sent) == 2
+    for body in sent:
+        assert body["reasoning_effort"] == "low" and body["max_tokens"] == 4096
