@@ -164,6 +164,11 @@ def test_the_paper_preset_trains_at_the_papers_global_batch_on_4_nodes_of_8_gpus
     assert paper.trainer.global_batch_size == 12288 and paper.trainer.accumulate_grad_batches is None
     assert (paper.checkpoint.keep_last, paper.checkpoint.monitor) == (2, "val/loss")
     assert paper.data.num_workers == 10 and paper.data.batch_size == 32
+    gpu_data = as_train_config(compose_train("data=gpu", "data.shards=/data")).data
+    assert (paper.data.shuffle_buffer, paper.data.open_shards) == (
+        gpu_data.shuffle_buffer,
+        gpu_data.open_shards,
+    )
     batch = batch_plan(paper, world_size=4 * 8)
     assert (batch.accumulation, batch.global_batch, batch.micro_batch) == (12, 12288, 1024)
     assert batch_plan(paper, world_size=24 * 8).accumulation == 2  # the paper's 24 nodes
@@ -178,6 +183,7 @@ def test_the_paper_preset_trains_at_the_papers_global_batch_on_4_nodes_of_8_gpus
     cpu = as_train_config(compose_train("model=vljepa_paper", "data.shards=/data"))
     tiny_gpu = as_train_config(compose_train("trainer=gpu", "data.shards=/data"))
     assert cpu.data.num_workers == 2 and cpu.data.epoch_batches == 100 and cpu.trainer.accelerator == "cpu"
+    assert cpu.data.shuffle_buffer < gpu_data.shuffle_buffer
     assert tiny_gpu.trainer.global_batch_size is None and batch_plan(tiny_gpu, 8).global_batch == 32 * 8
 
 
