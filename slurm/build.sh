@@ -4,6 +4,13 @@
 # shard once. Near the time limit SLURM sends USR1 and the task requeues itself; the requeued task
 # skips finished shards and resumes the rest from the builder's per-video stage caches.
 #
+# The servers' addresses come from SERVERS_FILE, which each backend reads again when its circuit
+# breaker opens (the server job came back on other nodes: the running task follows it). A task whose
+# servers stayed down past the breaker's limit (http.breaker_wait_s) exits with status 3, its shards
+# with failed requests not marked done; submit the same command again (TASKS=i for just that task)
+# once the servers answer: it requests exactly what failed. Moved servers and other serving settings
+# (concurrency, timeouts, batch sizes, devices) never invalidate a cache or a finished shard.
+#
 #   INPUT=manifest.jsonl OUT=/data/a100m bash slurm/build.sh [override ...]   # submits the array
 #   DRY_RUN=1 ... bash slurm/build.sh   (or: bash slurm/build.sh --dry-run)   # prints, runs nothing
 #
@@ -116,6 +123,14 @@ read_servers() {  # KEY=VALUE lines; only the three known keys are taken, nothin
     done
 }
 
+default_key() {
+    case "$1" in
+        FRAME_CAPTIONER) echo caption.frame_captioner ;;
+        SEGMENT_CAPTIONER) echo caption.segment_captioner ;;
+        LLM) echo refine.llm ;;
+    esac
+}
+
 run_task() {
     local count=${PARTITION_COUNT:-${SLURM_ARRAY_TASK_COUNT:?not an array task}}
     # the job runs in the submit folder (relative INPUT and OUT stay valid), not in the repository
@@ -123,9 +138,13 @@ run_task() {
         "partition.index=$SLURM_ARRAY_TASK_ID" "partition.count=$count")
     if [[ -n "$SERVERS_FILE" ]]; then
         read_servers
-        cmd+=("${FRAME_CAPTIONER_KEY:-caption.frame_captioner}.http.base_url=$FRAME_CAPTIONER_URL"
-            "${SEGMENT_CAPTIONER_KEY:-caption.segment_captioner}.http.base_url=$SEGMENT_CAPTIONER_URL"
-            "${LLM_KEY:-refine.llm}.http.base_url=$LLM_URL")
+        local role key url
+        for role in FRAME_CAPTIONER SEGMENT_CAPTIONER LLM; do
+            key=${role}_KEY
+            key=${!key:-$(default_key "$role")}
+            url=${role}_URL
+            cmd+=("$key.http.base_url=${!url}" "$key.http.servers_file=$SERVERS_FILE" "$key.http.servers_key=$url")
+        done
     fi
     cmd+=("$@")
     if [[ "$DRY_RUN" == 1 ]]; then
