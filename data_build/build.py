@@ -494,8 +494,8 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
         marker, pending[index] = builder.build_shard(shard_set, index, shards[index])
         bar.update(len(shards[index]))
         if marker is None:
-            tqdm.write(f"build: shard {shard_set.name(index)}: {_servers_line(pending[index])}; not marked done",
-                       file=sys.stderr)  # fmt: skip
+            why = _servers_line(pending[index])
+            tqdm.write(f"build: shard {shard_set.name(index)}: {why}; not marked done", file=sys.stderr)
             if builder.outage():
                 break  # the servers stay down: the rest would only fail the same way
             continue

@@ -162,8 +162,9 @@ class _Dispatcher:
         self.pool.shutdown()
 
 
-def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: CaptionResult, with_images: bool,
-          with_videos: bool, only: set[tuple[str, str]] | None) -> tuple[list[_Task], dict[int, list]]:  # fmt: skip
+def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: CaptionResult,
+          with_images: bool, with_videos: bool,
+          only: set[tuple[str, str]] | None) -> tuple[list[_Task], dict[int, list]]:  # fmt: skip
     """The tasks of one video (of the (node, field) pairs in `only`, when given), and for each frame
     index the (task, slot) pairs waiting for it."""
     info = video.info

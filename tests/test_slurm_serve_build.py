@@ -13,7 +13,10 @@ from action100m.config import CONFIG_DIR
 from data_build.build import BuildConfig  # registers the build schema
 
 SLURM = Path(__file__).resolve().parents[1] / "slurm"
-SERVERS = "FRAME_CAPTIONER_URL=http://gpu1:8000/v1\nSEGMENT_CAPTIONER_URL=http://gpu1:8001/v1\nLLM_URL=http://gpu2:8002/v1\n"
+SERVERS = (
+    "FRAME_CAPTIONER_URL=http://gpu1:8000/v1\nSEGMENT_CAPTIONER_URL=http://gpu1:8001/v1\n"
+    "LLM_URL=http://gpu2:8002/v1\n"
+)
 JOB = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "gpu1,gpu2", "GPUS_PER_NODE": "2"}
 
 
@@ -45,15 +48,22 @@ def test_every_server_gets_a_max_model_len_and_gpt_oss_its_reasoning_parser(tmp_
     assert out.splitlines()[0] == "would check that `vllm --version` is 0.32.0"
     started = servers_started(out)
     lengths = {model: option(words, "--max-model-len") for model, words in started.items()}
-    assert lengths == {"meta-llama/Llama-3.2-11B-Vision-Instruct": "8192", "facebook/Perception-LM-3B": "16384",
-                       "openai/gpt-oss-120b": "32768"}  # fmt: skip
+    assert lengths == {
+        "meta-llama/Llama-3.2-11B-Vision-Instruct": "8192",
+        "facebook/Perception-LM-3B": "16384",
+        "openai/gpt-oss-120b": "32768",
+    }
     parsers = {model: option(words, "--reasoning-parser") for model, words in started.items()}
     assert parsers == {"meta-llama/Llama-3.2-11B-Vision-Instruct": None, "facebook/Perception-LM-3B": None,
                        "openai/gpt-oss-120b": "openai_gptoss"}  # fmt: skip
 
     # Settings per server; the *_ARGS come last, so that vLLM takes theirs.
-    code, out, err = run("serve_vllm.sh", "--dry-run", OUT=str(tmp_path), **JOB, LLM_MAX_LEN="65536",
-                         LLM_MODEL="openai/gpt-oss-20b", SEGMENT_CAPTIONER_ARGS="--max-model-len 12000")  # fmt: skip
+    more = {
+        "LLM_MAX_LEN": "65536",
+        "LLM_MODEL": "openai/gpt-oss-20b",
+        "SEGMENT_CAPTIONER_ARGS": "--max-model-len 12000",
+    }
+    code, out, err = run("serve_vllm.sh", "--dry-run", OUT=str(tmp_path), **JOB, **more)
     assert code == 0, err
     started = servers_started(out)
     assert option(started["openai/gpt-oss-20b"], "--max-model-len") == "65536"
@@ -86,8 +96,10 @@ def test_the_vllm_version_is_checked_before_anything_is_served(tmp_path):
     other = fake_vllm(tmp_path, "0.33.0")
     code, _, err = run("serve_vllm.sh", "--check-version", VLLM=str(other))
     assert code == 2
-    assert err.strip() == (f"slurm/serve_vllm.sh: error: `{other} --version` says '0.33.0', not 0.32.0: pip install "
-                           "vllm==0.32.0, or set VLLM_VERSION=0.33.0 to serve with it anyway")  # fmt: skip
+    assert err.strip() == (
+        f"slurm/serve_vllm.sh: error: `{other} --version` says '0.33.0', not 0.32.0: "
+        "pip install vllm==0.32.0, or set VLLM_VERSION=0.33.0 to serve with it anyway"
+    )
     assert run("serve_vllm.sh", "--check-version", VLLM=str(other), VLLM_VERSION="0.33.0")[0] == 0
     assert run("serve_vllm.sh", "--check-version", VLLM=str(tmp_path / "none"), VLLM_VERSION="")[0] == 0
     code, _, err = run("serve_vllm.sh", "--check-version", VLLM=str(tmp_path / "none"))

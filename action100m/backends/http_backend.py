@@ -155,8 +155,10 @@ class CircuitBreaker:
         while True:
             left = self.wait_s - (time.monotonic() - (self._down_since or time.monotonic()))
             if left <= 0:
-                self.gave_up = (f"server {self._server()} down: {self.failures} connection failures or 5xx in a "
-                                f"row, not back within http.breaker_wait_s={self.wait_s:g} s")  # fmt: skip
+                self.gave_up = (
+                    f"server {self._server()} down: {self.failures} connection failures or 5xx in a row, "
+                    f"not back within http.breaker_wait_s={self.wait_s:g} s"
+                )
                 log.error("%s", self.gave_up)
                 self._closed.set()
                 return
@@ -383,8 +385,9 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
             return
         url = read_servers_file(self.http.servers_file, self.http.servers_key)
         if url and url != self._base_url:
-            log.warning("%s: %s names a new address for %s: %s (was %s)", self.model_id, self.http.servers_file,
-                        self.http.servers_key, _without_credentials(url), self.server)  # fmt: skip
+            log.warning("%s: %s names a new address for %s: %s (was %s)", self.model_id,
+                        self.http.servers_file, self.http.servers_key, _without_credentials(url),
+                        self.server)  # fmt: skip
             self._base_url = url
             self._transport.retarget(url)
 
