@@ -42,9 +42,11 @@ def test_build_task_runs_its_partition_against_the_servers(tmp_path):
     assert line.split(" ") == [
         "python", "data_build/build.py", "input=m.jsonl", f"output={tmp_path}", "build=paper",
         "partition.index=3", "partition.count=8",
-        "caption.frame_captioner.http.base_url=http://gpu1:8000/v1",
-        "caption.segment_captioner.http.base_url=http://gpu1:8001/v1",
-        "refine.llm.http.base_url=http://gpu2:8002/v1",
+        *(f"{key}.http.{setting}" for key, role, url in (
+            ("caption.frame_captioner", "FRAME_CAPTIONER", "http://gpu1:8000/v1"),
+            ("caption.segment_captioner", "SEGMENT_CAPTIONER", "http://gpu1:8001/v1"),
+            ("refine.llm", "LLM", "http://gpu2:8002/v1"),
+        ) for setting in (f"base_url={url}", f"servers_file={tmp_path}/servers.env", f"servers_key={role}_URL")),
         "'stages=[refine]'",
     ]  # fmt: skip
 
@@ -90,13 +92,15 @@ def test_serve_starts_three_servers_and_writes_their_addresses(tmp_path):
     assert code == 0, err
     lines = out.splitlines()
     srun = "srun --nodes=1 --ntasks=1 --nodelist={} --overlap env CUDA_VISIBLE_DEVICES={} vllm serve {} " \
-        "--host 0.0.0.0 --port {} --tensor-parallel-size {}"  # fmt: skip
-    assert lines[:3] == [
-        srun.format("gpu1", "0", "meta-llama/Llama-3.2-11B-Vision-Instruct", 8000, 1),
-        srun.format("gpu1", "1", "facebook/Perception-LM-3B", 8001, 1),
-        srun.format("gpu2", "0,1", "openai/gpt-oss-120b", 9000, 2) + " --max-num-seqs 64",
+        "--host 0.0.0.0 --port {} --tensor-parallel-size {} --max-model-len {}"  # fmt: skip
+    assert lines[:4] == [
+        "would check that `vllm --version` is 0.32.0",
+        srun.format("gpu1", "0", "meta-llama/Llama-3.2-11B-Vision-Instruct", 8000, 1, 8192),
+        srun.format("gpu1", "1", "facebook/Perception-LM-3B", 8001, 1, 16384),
+        srun.format("gpu2", "0,1", "openai/gpt-oss-120b", 9000, 2, 32768)
+        + " --reasoning-parser openai_gptoss --max-num-seqs 64",
     ]
-    assert lines[3:] == [
+    assert lines[4:] == [
         f"would write {tmp_path}/servers.env:",
         "FRAME_CAPTIONER_URL=http://gpu1:8000/v1",
         "SEGMENT_CAPTIONER_URL=http://gpu1:8001/v1",
