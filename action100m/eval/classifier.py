@@ -38,7 +38,8 @@ def class_embeddings(
     key = hashlib.sha256(json.dumps([model_key, templates, class_texts]).encode()).hexdigest()[:24]
     cached = cache_dir / f"text-{key}.pt" if cache_dir is not None and model_key else None
     if cached is not None and cached.is_file():
-        return torch.load(cached, weights_only=True), {"cache": str(cached), "cache_hit": True, "texts_encoded": 0}
+        embeddings = torch.load(cached, weights_only=True)
+        return embeddings, {"cache": str(cached), "cache_hit": True, "texts_encoded": 0}
     prompts = prompt_texts(class_texts, templates)
     per_prompt = text_embeddings(encoder, prompts, batch_size).view(len(class_texts), len(templates), -1)
     embeddings = F.normalize(per_prompt.mean(dim=1), dim=-1)
