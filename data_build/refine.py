@@ -158,10 +158,6 @@ def refine_records(
         return _direct(records, cfg)
     if llm is None:
         raise ConfigError("refine.mode=llm needs an LLM backend")
-    if cfg.structured_output and getattr(llm, "kind", None) == "transformers":
-        from action100m.backends.constrained import constrain  # imports transformers: only when local
-
-        llm = constrain(llm, ANNOTATION_SCHEMA)
     count = TokenCounter.load(cfg.prompt.tokenizer, llm)
     digest = config_hash(cfg, llm, count)
     cache = NodeCache(Path(work_dir) / "refine" / digest) if work_dir is not None else None

@@ -5,25 +5,39 @@ with `trust_remote_code` off unless the config turns it on. Prompts are rendered
 processor's or tokenizer's own chat template, padded on the left and generated in batches of
 `batch_size`. A batch that fails (an odd input, out of memory) is retried one item at a time, so only
 the items that fail on their own come back as `BackendError`s.
+
+Structured output: `TransformersLLM.complete(..., json_schema=...)` decodes under the schema with
+xgrammar (the grammar engine vLLM uses by default): the schema is compiled once per tokenizer into a
+token-level grammar, and each row of a batch keeps its own matcher, which masks the tokens that would
+leave the grammar before every step (greedy and sampling alike). A reply that reaches
+`max_new_tokens` before the JSON is complete comes back as a `BackendError` saying so; so does one
+the tokenizer cannot spell (a word-level toy vocabulary has no `{`). Harmony-format models (GPT-OSS)
+reason on the analysis channel before answering, which a grammar from the first token would forbid:
+they stay unconstrained (`structured_output: "off (harmony)"` in `describe()`), and the caller
+validates their final answer as it does an HTTP server's without schema enforcement.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import transformers
+import xgrammar
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
+    LogitsProcessor,
     LogitsProcessorList,
 )
 
@@ -46,6 +60,11 @@ T = TypeVar("T")
 # GPT-OSS answers in the harmony format: reasoning on the "analysis" channel, the answer on "final".
 HARMONY_CHANNEL, HARMONY_ENDS = "<|channel|>", ("<|return|>", "<|end|>")
 HARMONY_FINAL = f"{HARMONY_CHANNEL}final<|message|>"
+# Named in describe(), so that refine's cache key changes with the engine that enforced the schema.
+STRUCTURED_OUTPUT_ENGINE = f"xgrammar-{version('xgrammar')}"
+# One fixed layout (no free whitespace): the same tokens decide the same bytes, and a random model
+# cannot spend its budget on blanks between the keys.
+JSON_SEPARATORS = (", ", ": ")
 
 
 class TransformersBackend(Backend):
@@ -144,7 +163,7 @@ class TransformersBackend(Backend):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         inputs = inputs.to(self.device)
         prompt_length = inputs["input_ids"].shape[1]
-        processors = self._logits_processors(prompt_length)
+        processors = self._logits_processors()
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(processors)
         with torch.inference_mode():
@@ -153,10 +172,15 @@ class TransformersBackend(Backend):
         if self._harmony:
             return [self._final_answer(text) for text in self.tokenizer.batch_decode(new_tokens)]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [self._non_empty(text.strip()) for text in texts]
+        results = [self._non_empty(text.strip()) for text in texts]
+        for processor in processors:
+            if isinstance(processor, SchemaProcessor):
+                problems = processor.finish(new_tokens)
+                results = [self.error(p) if p else r for r, p in zip(results, problems, strict=True)]
+        return results
 
-    def _logits_processors(self, prompt_length: int) -> list[Any]:
-        """Processors that steer decoding (constrained JSON, in constrained.py); none by default."""
+    def _logits_processors(self) -> list[Any]:
+        """Processors that steer decoding; none by default (the LLM's schema grammar when asked)."""
         return []
 
     def _final_answer(self, raw: str) -> str | BackendError:
@@ -174,10 +198,17 @@ class TransformersBackend(Backend):
 
 
 class TransformersLLM(TransformersBackend, LLM):
-    """A causal LM and its tokenizer. `json_schema` is not enforced here: validate the reply."""
+    """A causal LM and its tokenizer; `json_schema` is enforced by xgrammar (harmony models: validate)."""
 
     auto_model = AutoModelForCausalLM
     auto_processor = AutoTokenizer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.enforces_json_schema = not self._harmony
+        self._compiler: xgrammar.GrammarCompiler | None = None
+        self._grammars: dict[str, xgrammar.CompiledGrammar] = {}
+        self._grammar: xgrammar.CompiledGrammar | None = None  # the schema of the `complete` call running
 
     def complete(
         self, conversations: list[list[Message]], json_schema: dict[str, Any] | None = None
@@ -189,7 +220,110 @@ class TransformersLLM(TransformersBackend, LLM):
         def prepare(batch: list[str]) -> Any:
             return self.tokenizer(batch, padding=True, return_tensors="pt", add_special_tokens=False)
 
-        return self._batched(texts, prepare, order)
+        if json_schema is not None and self.enforces_json_schema:
+            self._grammar = self._compile(json_schema)
+        try:
+            return self._batched(texts, prepare, order)
+        finally:
+            self._grammar = None
+
+    def describe(self) -> dict[str, Any]:
+        engine = STRUCTURED_OUTPUT_ENGINE if self.enforces_json_schema else "off (harmony)"
+        return {**super().describe(), "structured_output": engine}
+
+    def _compile(self, schema: dict[str, Any]) -> xgrammar.CompiledGrammar:
+        """The schema's grammar over this tokenizer, compiled on first use (milliseconds for ours)."""
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            if self._compiler is None:
+                eos = self.model.generation_config.eos_token_id
+                stop = [eos] if isinstance(eos, int) else list(eos or [self.tokenizer.eos_token_id])
+                # The output rows, not len(tokenizer): checkpoints often pad the embedding matrix.
+                rows = self.model.get_output_embeddings().weight.shape[0]
+                info = xgrammar.TokenizerInfo.from_huggingface(
+                    self.tokenizer, vocab_size=rows, stop_token_ids=stop
+                )
+                self._compiler = xgrammar.GrammarCompiler(info, cache_enabled=False)
+            ebnf = bounded_grammar(schema, self.generation.max_new_tokens)
+            self._grammars[key] = (
+                self._compiler.compile_grammar(ebnf)
+                if ebnf is not None
+                else self._compiler.compile_json_schema(
+                    schema, any_whitespace=False, separators=JSON_SEPARATORS, strict_mode=True
+                )
+            )
+        return self._grammars[key]
+
+    def _logits_processors(self) -> list[Any]:
+        return [SchemaProcessor(self._grammar)] if self._grammar is not None else []
+
+
+class SchemaProcessor(LogitsProcessor):
+    """Masks one `generate` call's logits to a compiled grammar: one xgrammar matcher per batch row.
+
+    Left padding leaves every row's reply starting at the same step, so the first call sees no
+    generated token and each later call sees exactly one new token per row.
+    """
+
+    def __init__(self, grammar: xgrammar.CompiledGrammar) -> None:
+        self.grammar = grammar
+        self.matchers: list[xgrammar.GrammarMatcher] = []
+        self.bitmask: torch.Tensor | None = None
+        self.stuck: list[str | None] = []  # why a row left the grammar; it is unconstrained from then on
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.matchers:
+            rows = input_ids.shape[0]
+            self.matchers = [xgrammar.GrammarMatcher(self.grammar) for _ in range(rows)]
+            self.stuck = [None] * rows
+            self.bitmask = xgrammar.allocate_token_bitmask(rows, self.grammar.tokenizer_info.vocab_size)
+        else:
+            self._accept(input_ids[:, -1].tolist())
+        active = [row for row, matcher in enumerate(self.matchers) if self._constrained(row, matcher)]
+        if not active:
+            return scores
+        assert self.bitmask is not None
+        for row in active:
+            self.matchers[row].fill_next_token_bitmask(self.bitmask, row)
+        # The grammar's own mask, as 0 (allowed) or -inf, applied on top of the other processors'.
+        mask = torch.zeros(scores.shape, dtype=torch.float32)
+        xgrammar.apply_token_bitmask_inplace(mask, self.bitmask)
+        mask = mask.to(scores.device)
+        masked = scores + mask.to(scores.dtype)
+        for row in active:
+            if torch.isinf(mask[row]).all():
+                self.stuck[row] = "structured output: the tokenizer cannot spell the JSON schema here"
+                masked[row] = scores[row]
+            elif torch.isinf(masked[row]).all():
+                # An earlier processor ruled out every token the grammar allows: typically the
+                # end-of-sequence a tiny model suppresses, once the JSON is complete. The grammar wins.
+                masked[row] = mask[row].to(scores.dtype)
+        return masked
+
+    def finish(self, new_tokens: torch.Tensor) -> list[str | None]:
+        """After `generate`: per row, why its reply is not a complete match (None when it is)."""
+        if not self.matchers:
+            return [None] * new_tokens.shape[0]
+        if new_tokens.shape[1]:
+            self._accept(new_tokens[:, -1].tolist())  # the last token never reached __call__
+        budget = new_tokens.shape[1]
+        return [
+            self.stuck[row]
+            or (
+                None
+                if matcher.is_terminated() or matcher.is_completed()
+                else f"structured output: max_new_tokens ({budget}) ran out inside the JSON; raise it"
+            )
+            for row, matcher in enumerate(self.matchers)
+        ]
+
+    def _constrained(self, row: int, matcher: xgrammar.GrammarMatcher) -> bool:
+        return self.stuck[row] is None and not matcher.is_terminated()
+
+    def _accept(self, tokens: list[int]) -> None:
+        for row, (token, matcher) in enumerate(zip(tokens, self.matchers, strict=True)):
+            if self._constrained(row, matcher) and not matcher.accept_token(token):
+                self.stuck[row] = f"structured output: token {token} was generated outside the grammar"
 
 
 class _MediaCaptioner(TransformersBackend):
@@ -257,6 +391,54 @@ class TransformersVideoCaptioner(_MediaCaptioner, VideoCaptioner):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "video_input": self.video_input.value}
+
+
+def bounded_grammar(schema: dict[str, Any], max_new_tokens: int) -> str | None:
+    """An EBNF grammar for `schema` whose strings are bounded so that any reply fits `max_new_tokens`.
+
+    A grammar alone lets a model stay inside a string until the budget is spent (a random model
+    always does, a real one when it loops), and a cut reply is lost. Every token writes at least one
+    character, so the budget left after the shortest reply is shared out among the strings without a
+    `maxLength` (ASCII text; multi-byte characters take more tokens per character and can still run
+    out, which `SchemaProcessor.finish` reports). Written here rather than through xgrammar's schema
+    converter, whose bounded strings (0.2.9) admit raw control characters and no escapes: JSON
+    forbids the one and needs the other. Only for objects of required strings (the refine answer);
+    None for any other schema, or when there is no room: then the schema's own grammar, unbounded.
+    """
+    strings: list[tuple[str, int, int | None]] = []  # (rule, minLength, maxLength)
+
+    def walk(node: dict[str, Any]) -> tuple[str, int]:
+        """The grammar expression for `node` and the fewest characters it takes."""
+        kind = node.get("type")
+        if kind == "string":
+            rule = f"string_{len(strings)}"
+            strings.append((rule, node.get("minLength", 0), node.get("maxLength")))
+            return rule, 2 + node.get("minLength", 0)
+        properties = node.get("properties", {})
+        if kind != "object" or not properties or set(node.get("required", ())) != set(properties):
+            raise TypeError(kind)
+        parts, size = [], 2 + len(JSON_SEPARATORS[0]) * (len(properties) - 1)
+        for key, value in properties.items():
+            expression, shortest = walk(value)
+            parts.append(f"{json.dumps(json.dumps(key))} {json.dumps(JSON_SEPARATORS[1])} {expression}")
+            size += len(json.dumps(key)) + len(JSON_SEPARATORS[1]) + shortest
+        return f'"{{" {f" {json.dumps(JSON_SEPARATORS[0])} ".join(parts)} "}}"', size
+
+    try:
+        root, shortest = walk(schema)
+    except TypeError:
+        return None
+    unbounded = sum(1 for _, _, most in strings if most is None)
+    share = (max_new_tokens - 1 - shortest) // max(1, unbounded)  # 1: the end-of-sequence token
+    if share < 1:
+        return None
+    # A character of a JSON string: anything but a quote, a backslash or a control character, or an
+    # escape (one character, as maxLength counts them).
+    lines = [f"root ::= {root}", r'char ::= [^\x00-\x1f"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})']
+    for rule, least, most in strings:
+        most = least + share if most is None else most
+        lines.append(f'{rule} ::= "\\"" char{{{least},{most}}} "\\""')
+    return "\n".join(lines) + "\n"
 
 
 def _chunks(order: list[int], size: int, keys: list[Any]) -> Iterator[list[int]]:

@@ -1,23 +1,17 @@
-"""The refine stage on local transformers models: a tiny random-init Llama decoding under the answer's
-JSON schema (our constrained decoder), and the same model unconstrained (validate and retry)."""
+"""The refine stage on local transformers models: a tiny random-init Llama with a byte-level BPE
+tokenizer decoding under the answer's JSON schema (xgrammar), and the same model unconstrained."""
 
 import json
+from importlib.metadata import version
 
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from action100m.backends import GenerationConfig
-from action100m.backends.constrained import (
-    ConstrainedTransformersLLM,
-    UnsupportedSchema,
-    _Automaton,
-    constrain,
-    skeleton,
-)
-from action100m.backends.tiny import CHAT_TEMPLATE, tiny_llm
-from action100m.backends.transformers_backend import TransformersLLM
-from action100m.refine_answer import ANNOTATION_SCHEMA, AnswerRules, validate_answer
+from action100m.backends.tiny import CHAT_TEMPLATE, tiny_gpt_oss, tiny_llm
+from action100m.backends.transformers_backend import TransformersLLM, bounded_grammar
+from action100m.refine_answer import ANNOTATION_SCHEMA, AnswerRules, parse_answer
 from action100m.tiny_models import SPECIAL_TOKENS, tiny_llama
 from data_build.refine import RefineConfig, refine_records
 from tests.data_build.test_refine import SELECTED, node_named, small_record
@@ -26,6 +20,7 @@ from tests.data_build.test_refine import SELECTED, node_named, small_record
 NO_RULES = AnswerRules(
     max_action_brief_words=0, base_form_action=False, no_timestamps=False, english_only=False
 )
+CONVERSATIONS = [[{"role": "user", "content": f"segment {i}"}] for i in range(3)]
 
 
 def byte_level_tokenizer() -> PreTrainedTokenizerFast:
@@ -52,11 +47,10 @@ def bpe_llama():
     return model, tokenizer
 
 
-def local_llm(bpe_llama, max_new_tokens: int) -> TransformersLLM:
+def local_llm(bpe_llama, max_new_tokens: int, **generation) -> TransformersLLM:
     model, tokenizer = bpe_llama
-    return TransformersLLM(
-        model, tokenizer, "tiny-bpe-llama", GenerationConfig(max_new_tokens=max_new_tokens)
-    )
+    config = GenerationConfig(max_new_tokens=max_new_tokens, **generation)
+    return TransformersLLM(model, tokenizer, "tiny-bpe-llama", config)
 
 
 def test_tiny_random_llm_under_the_schema_always_answers_schema_valid_json(bpe_llama):
@@ -69,23 +63,43 @@ def test_tiny_random_llm_under_the_schema_always_answers_schema_valid_json(bpe_l
             assert [(r["status"], r["attempts"]) for r in rounds] == [("valid", 1)] * 2  # never a repair
 
 
-def test_the_constraint_closes_the_json_within_a_tight_token_budget(bpe_llama):
-    automaton = _Automaton(tuple(skeleton(ANNOTATION_SCHEMA)))
-    shortest = automaton.remaining(automaton.start())
-    for budget in (shortest, shortest + 7):
-        llm = constrain(local_llm(bpe_llama, budget), ANNOTATION_SCHEMA)
-        assert isinstance(llm, ConstrainedTransformersLLM) and llm.enforces_json_schema
-        replies = llm.complete(
-            [[{"role": "user", "content": f"segment {i}"}] for i in range(3)], ANNOTATION_SCHEMA
-        )
-        for reply in replies:
-            validate_answer(json.loads(reply), NO_RULES)
-    assert llm.describe()["constrained_decoding"] == "json-skeleton-v1"
+@pytest.mark.parametrize("generation", [{}, {"do_sample": True, "temperature": 1.0, "seed": 3}])
+def test_batched_replies_are_valid_and_equal_one_at_a_time(bpe_llama, generation):
+    llm = local_llm(bpe_llama, 160, **generation)
+    batched = llm.complete(CONVERSATIONS, ANNOTATION_SCHEMA)
+    for reply in batched:
+        parse_answer(reply, NO_RULES)
+        assert reply == json.dumps(json.loads(reply), ensure_ascii=False)  # one layout, no free whitespace
+    if not generation:  # greedy: each row's matcher is its own, left padding changes nothing
+        assert batched == [llm.complete([c], ANNOTATION_SCHEMA)[0] for c in CONVERSATIONS]
+        assert batched == llm.complete(CONVERSATIONS, ANNOTATION_SCHEMA)  # same input, same bytes
+
+
+def test_the_grammar_closes_the_json_within_a_tight_token_budget(bpe_llama):
+    # The shortest reply in characters, its end-of-sequence token and one more character per string.
+    tightest = len(_shortest_reply()) + 1 + 5
+    assert bounded_grammar(ANNOTATION_SCHEMA, tightest - 1) is None
+    for budget in (tightest, tightest + 7):
+        for reply in local_llm(bpe_llama, budget).complete(CONVERSATIONS, ANNOTATION_SCHEMA):
+            parse_answer(reply, NO_RULES)
     # Without a schema the same backend generates freely.
-    assert not llm.complete([[{"role": "user", "content": "hello"}]])[0].startswith('{"summary"')
+    assert not local_llm(bpe_llama, 16).complete(CONVERSATIONS[:1])[0].startswith('{"summary"')
 
 
-def test_without_the_constraint_bad_replies_are_retried_then_recorded(bpe_llama):
+def _shortest_reply() -> str:
+    one = json.dumps("x")
+    return (f'{{"summary": {{"brief": {one}, "detailed": {one}}}, '
+            f'"action": {{"brief": {one}, "detailed": {one}, "actor": {one}}}}}')  # fmt: skip
+
+
+def test_a_budget_too_small_for_the_schema_fails_clearly(bpe_llama):
+    llm = local_llm(bpe_llama, 20)
+    assert bounded_grammar(ANNOTATION_SCHEMA, 20) is None  # no room: the schema's own grammar
+    for reply in llm.complete(CONVERSATIONS, ANNOTATION_SCHEMA):
+        assert "max_new_tokens (20) ran out inside the JSON" in reply.reason
+
+
+def test_without_the_schema_bad_replies_are_retried_then_recorded(bpe_llama):
     record = small_record()
     cfg = RefineConfig(structured_output=False, rules=NO_RULES)
     result = refine_records([record], cfg, local_llm(bpe_llama, 16))
@@ -95,45 +109,30 @@ def test_without_the_constraint_bad_replies_are_retried_then_recorded(bpe_llama)
         assert "no JSON object" in failure.reason and failure.raw_reply and not failure.retryable
 
 
-def test_a_word_level_tokenizer_cannot_spell_json_so_it_is_validated_instead():
+def test_a_word_level_tokenizer_cannot_spell_json_and_says_so():
     model, tokenizer = tiny_llm()
     llm = TransformersLLM(model, tokenizer, "tiny-llama", GenerationConfig(max_new_tokens=8))
-    assert constrain(llm, ANNOTATION_SCHEMA) is llm
     result = refine_records([small_record()], RefineConfig(rounds=1, max_repairs=0), llm)
     assert len(result.failures) == 4 and result.llm_calls == 4
+    assert all("cannot spell the JSON schema" in f.reason for f in result.failures)
 
 
-def test_skeleton_and_automaton():
-    assert skeleton(ANNOTATION_SCHEMA) == [
-        '{"summary": {"brief": "', '", "detailed": "', '"}, "action": {"brief": "', '", "detailed": "',
-        '", "actor": "', '"}}',
-    ]  # fmt: skip
-    automaton = _Automaton(tuple(skeleton(ANNOTATION_SCHEMA)))
-    state = automaton.walk(automaton.start(), '{"summary": {"brief": "')
-    assert (
-        state == ("slot", 0, 0) and automaton.remaining(state) == automaton.remaining(automaton.start()) - 23
-    )
-    assert automaton.walk(state, " leading space") is None and automaton.walk(state, '"') is None  # no blanks
-    assert automaton.walk(state, 'a \\"quoted\\" \\u00e9 \\n') == ("slot", 0, 1)
-    assert automaton.walk(state, "a\\x") is None and automaton.walk(state, "a\nb") is None
-    done = automaton.walk(
-        state, 'x", "detailed": "y"}, "action": {"brief": "z", "detailed": "w", "actor": "v"}}'
-    )
-    assert done == ("accept",) and automaton.remaining(done) == 0
+def test_harmony_models_stay_unconstrained_and_say_so():
+    model, tokenizer = tiny_gpt_oss()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|channel|>"]})
+    llm = TransformersLLM(model, tokenizer, "tiny-gpt-oss", GenerationConfig(max_new_tokens=8))
+    assert not llm.enforces_json_schema and llm.describe()["structured_output"] == "off (harmony)"
 
 
-@pytest.mark.parametrize(
-    "schema",
-    [
-        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
-        {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False},
-        {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
-        {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}, "required": ["a"],
-         "additionalProperties": False},
-    ],
-)  # fmt: skip
-def test_schemas_beyond_required_strings_are_not_enforced(schema, bpe_llama):
-    with pytest.raises(UnsupportedSchema):
-        skeleton(schema)
-    llm = local_llm(bpe_llama, 8)
-    assert constrain(llm, schema) is llm
+def test_describe_names_the_engine_so_the_cache_key_follows_it(bpe_llama):
+    llm = local_llm(bpe_llama, 160)
+    assert llm.enforces_json_schema
+    assert llm.describe()["structured_output"] == f"xgrammar-{version('xgrammar')}"
+
+
+def test_bounded_grammar_shares_the_budget_among_the_strings():
+    grammar = bounded_grammar(ANNOTATION_SCHEMA, 160)
+    share = (160 - 1 - len(_shortest_reply())) // 5
+    assert grammar.count(f"char{{1,{1 + share}}}") == 5
+    assert bounded_grammar({"type": "object", "properties": {"a": {"type": "integer"}},
+                            "required": ["a"]}, 160) is None  # fmt: skip
