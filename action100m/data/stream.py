@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -228,6 +229,17 @@ class NodeStream(IterableDataset):
                 clips, texts = [], []
 
 
+def _ignore_job_signals(_worker: int) -> None:
+    """A loader worker ignores SLURM's time-limit signal (USR1) and dies of SIGTERM. SLURM signals every
+    process of a job step, workers included, and a forked worker holds a copy of Lightning's handlers and
+    of the trainer as it was at the fork: on USR1 it would write its own requeue checkpoint at that stale
+    step and requeue the job again (on SIGTERM, broadcast to a process group it is not in). The training
+    process alone checkpoints and requeues. SIGTERM stays deadly: that is how the loader (and
+    multiprocessing at exit) stops workers that serve epoch after epoch."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class StreamLoader:
     """A DataLoader over a `NodeStream` that starts each iteration where training is: at the batch
     `position()` returns (batches this rank has trained on), so a resumed run sees the data the
@@ -257,7 +269,8 @@ class StreamLoader:
             self._batches = None  # its workers end before the new ones start
             self.dataset.start = position
             loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                                prefetch_factor=2 if self.num_workers else None)  # fmt: skip
+                                prefetch_factor=2 if self.num_workers else None,
+                                worker_init_fn=_ignore_job_signals if self.num_workers else None)  # fmt: skip
             self._batches, self._next = iter(loader), position
         return self._epoch(batches - position % batches)
 

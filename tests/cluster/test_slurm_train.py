@@ -1,0 +1,98 @@
+"""`bash slurm/train.sh` on the live cluster: a 2-task gloo DDP job on the CPU partition, forced through
+one requeue by SLURM's time-limit signal, ends with the weights of the same run trained straight."""
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.cluster.slurm import job_info, sbatch, wait_job
+from tests.data.shardset import demo_shards
+
+pytestmark = pytest.mark.cluster
+
+STEPS = 12
+TRAIN = ["logger=csv", "trainer.progress_bar=false", "data.batch_size=4", "data.num_workers=1",
+         "data.epoch_batches=4", "data.shuffle_buffer=20", "data.scale=0.5", f"trainer.max_steps={STEPS}",
+         "checkpoint.every_n_steps=4", "optim.lr=1e-3"]  # fmt: skip
+
+
+def submit(shards: Path, tmp_path: Path, name: str, env: dict) -> tuple[str, Path]:
+    out = tmp_path / name
+    job = sbatch(["bash", "slurm/train.sh", *TRAIN], {
+        **env, "SHARDS": str(shards), "MODEL": "tiny", "DEVICE": "cpu", "TASKS_PER_NODE": "2", "MEM": "8000", "TIME": "10:00",
+        "OUTPUT_DIR": str(out / "runs"), "LOG_DIR": str(out / "logs"),
+    })  # fmt: skip
+    return job, out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return demo_shards(tmp_path_factory)
+
+
+def weights(path: Path) -> tuple[int, dict]:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return checkpoint["global_step"], checkpoint["state_dict"]
+
+
+def test_a_requeued_cpu_ddp_job_checkpoints_once_requeues_once_and_ends_as_the_straight_run(
+    slurm_env, shards, tmp_path
+):
+    # the node's 2 CPUs hold one 2-task job at a time: the straight run queues behind the split one
+    split, split_out = submit(shards, tmp_path, "split", slurm_env)
+    straight, straight_out = submit(shards, tmp_path, "straight", slurm_env)
+    # once the split job has trained past its first periodic checkpoint, SLURM's time-limit signal:
+    # USR1 to every task of its steps, not to the batch shell (--signal=USR1@90, no B:)
+    deadline = time.monotonic() + 120
+    while not list((split_out / "runs").glob("*/checkpoints/step-0000004.ckpt")):
+        assert time.monotonic() < deadline, "the split job never reached step 4"
+        assert job_info(split, slurm_env).get("JobState") in ("PENDING", "RUNNING"), job_info(
+            split, slurm_env
+        )
+        time.sleep(0.2)
+    signalled = time.monotonic()
+    subprocess.run(["scancel", "--signal=USR1", split], env=slurm_env, check=True, timeout=30)
+    # SLURM holds a requeued batch job for 2 minutes (hard-coded); let it start as soon as the node is free
+    deadline = time.monotonic() + 60
+    while (job_info(split, slurm_env).get("Restarts"), job_info(split, slurm_env).get("JobState")) != (
+        "1", "PENDING"):  # fmt: skip
+        assert time.monotonic() < deadline, job_info(split, slurm_env)
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={split}", "StartTime=now"], env=slurm_env, check=True,
+                   timeout=30)  # fmt: skip
+    for job in (straight, split):
+        info = wait_job(job, slurm_env, timeout=240)
+        assert info["JobState"] == "COMPLETED", (info, read_logs(tmp_path))
+    print(f"requeued job done {time.monotonic() - signalled:.1f} s after the signal")
+
+    info = job_info(split, slurm_env)
+    assert info["Restarts"] == "1", info
+    log = read_logs(split_out)
+    assert "(restart 0)" in log and "(restart 1)" in log, log  # the first attempt's output kept (append)
+    # Lightning's handler ran once per rank-0 process: in the trainer, not also in its loader worker
+    # (a fork of it, which wrote a checkpoint of its own stale trainer and requeued again)
+    assert log.count("Handling auto-requeue signal") == 1, log
+    assert log.count("requeing job") == 1, log  # Lightning's requeue call, once
+    ctld = Path(slurm_env["SLURM_CONF"]).parent / "log" / "slurmctld.log"
+    assert ctld.read_text().count(f"Requeuing JobId={split}\n") == 1
+    [run] = list((split_out / "runs").glob("*/run.json"))
+    [hpc] = list(run.parent.glob("hpc_ckpt_*.ckpt"))  # one requeue checkpoint, the one resumed from
+    saved_step, _ = weights(hpc)
+    assert 4 <= saved_step < STEPS
+    # the rerun resumed from that checkpoint, at the step it saved
+    assert f"resuming from {hpc}" in log and f"Restored all states from the checkpoint at {hpc}" in log
+    [straight_run] = list((straight_out / "runs").glob("*/run.json"))
+    assert straight_run.parent.name == run.parent.name  # the same run
+    step_a, weights_a = weights(straight_run.parent / "checkpoints" / "last.ckpt")
+    step_b, weights_b = weights(run.parent / "checkpoints" / "last.ckpt")
+    assert step_a == step_b == STEPS
+    for key in weights_a:
+        # same data, same seed, gloo's allreduce in the same order: equal up to float summation order
+        assert torch.allclose(weights_a[key], weights_b[key], atol=1e-6), key
+
+
+def read_logs(folder: Path) -> str:
+    return "\n".join(path.read_text() for path in sorted(folder.rglob("logs/*.out")))
