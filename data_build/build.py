@@ -561,5 +561,28 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def configured_backends(keys: list[str], overrides: list[str]) -> list[str]:
+    """The config keys among `keys` that hold a backend in the build config of `overrides` (build=demo
+    has none: its captions are synthetic and its refinement direct). slurm/build.sh asks, so that it
+    hands a server's address only to backends there are."""
+    from hydra import compose, initialize_config_dir
+
+    from action100m.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("build", overrides=overrides)
+    return [key for key in keys if OmegaConf.select(cfg, key, default=None) is not None]
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--configured-backends"]:
+        # python data_build/build.py --configured-backends KEY,KEY,... [override ...]: one key a line
+        if len(sys.argv) < 3:
+            sys.exit("build: error: --configured-backends needs a comma-separated list of config keys")
+        try:
+            for key in configured_backends(sys.argv[2].split(","), sys.argv[3:]):
+                print(key)
+        except Exception as err:  # a bad override: one line, as the builder's own errors
+            sys.exit(f"build: error: {type(err).__name__}: {str(err).splitlines()[0]}")
+        sys.exit(0)
     main()

@@ -28,16 +28,19 @@
 #   ACCOUNT, QOS     SLURM account and QoS [none]
 #   TIME             time limit per task [24:00:00]
 #   CPUS             CPUs per task [16]
-#   GPUS             GPUs per task, for the V-JEPA 2 segmentation that runs in the task [1]
+#   GPUS             GPUs per task, for the V-JEPA 2 segmentation that runs in the task [1; 0 with
+#                    DEVICE=cpu]; 0: no GPU request at all (a CPU partition)
+#   DEVICE           gpu, or cpu (= GPUS=0) [gpu]
 #   MEM              memory per task [64G]
 #   SBATCH_ARGS      more sbatch options, e.g. "--dependency=after:1234 --constraint=h100" [none]
 #   SERVERS_FILE     addresses written by slurm/serve_vllm.sh [$OUT/servers.env]; set it empty to use
 #                    the preset's backends as they are (e.g. local transformers models)
-#   SERVERS_WAIT     seconds a task waits for SERVERS_FILE to appear [1800]
+#   SERVERS_WAIT     seconds a task waits for SERVERS_FILE to appear [1800]; a preset without HTTP
+#                    backends (build=demo) neither waits nor reads it
 #   FRAME_CAPTIONER_KEY, SEGMENT_CAPTIONER_KEY, LLM_KEY
 #                    config paths of the three backends in the build config
 #                    [caption.frame_captioner, caption.segment_captioner, refine.llm]
-#   PYTHON           [python]
+#   PYTHON           [the repository's .venv/bin/python when there is one, else python]
 #   LOG_DIR          per-task logs, build-<array job>_<task>.out [logs]
 #   DRY_RUN          1: print the sbatch / python command instead of running it [0]
 # Relative INPUT and OUT are taken from the folder you submit from; the job runs there too.
@@ -46,11 +49,13 @@
 #SBATCH --array=0-63
 #SBATCH --time=24:00:00
 #SBATCH --cpus-per-task=16
-#SBATCH --gres=gpu:1
 #SBATCH --mem=64G
 #SBATCH --output=logs/build-%A_%a.out
+#SBATCH --open-mode=append
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@120
+# No GPU request up here (a header line cannot be taken back on a CPU partition): bash slurm/build.sh
+# submits itself with --gres=gpu:$GPUS.
 
 set -euo pipefail
 
@@ -78,18 +83,29 @@ show() {  # one command, quoted only where needed, so that it can be pasted into
 BUILD=${BUILD:-paper}
 ARRAY_SIZE=${ARRAY_SIZE:-64}
 SERVERS_FILE=${SERVERS_FILE-$OUT/servers.env}
-PYTHON=${PYTHON:-python}
+# inside the job this script is SLURM's copy: the repository comes from the submit (A100M_REPO)
+REPO=${A100M_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python; fi
+fi
+case "${DEVICE:-gpu}" in
+    gpu) GPUS=${GPUS:-1} ;;
+    cpu) GPUS=0 ;;
+    *) fail "DEVICE must be gpu or cpu, got '$DEVICE'" ;;
+esac
+[[ "$GPUS" =~ ^[0-9]+$ ]] || fail "GPUS must be a number, got '$GPUS'"
 LOG_DIR=${LOG_DIR:-logs}
 
 submit() {
     local tasks=${TASKS:-0-$((ARRAY_SIZE - 1))}
     local repo
     repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    # shellcheck disable=SC2054  # --export's value is one comma-separated word
     local cmd=(sbatch --job-name=a100m-build --array="${tasks}${MAX_RUNNING:+%$MAX_RUNNING}"
         --time="${TIME:-24:00:00}" --cpus-per-task="${CPUS:-16}" --mem="${MEM:-64G}"
-        --output="$LOG_DIR/build-%A_%a.out" --requeue --signal=B:USR1@120 --chdir="$PWD"
+        --output="$LOG_DIR/build-%A_%a.out" --open-mode=append --requeue --signal=B:USR1@120 --chdir="$PWD"
         --export=ALL,PARTITION_COUNT="$ARRAY_SIZE",A100M_REPO="$repo")
-    if [[ "${GPUS:-1}" != 0 ]]; then cmd+=(--gres="gpu:${GPUS:-1}"); fi
+    if [[ "$GPUS" != 0 ]]; then cmd+=(--gres="gpu:$GPUS"); fi
     if [[ -n "${PARTITION:-}" ]]; then cmd+=(--partition="$PARTITION"); fi
     if [[ -n "${ACCOUNT:-}" ]]; then cmd+=(--account="$ACCOUNT"); fi
     if [[ -n "${QOS:-}" ]]; then cmd+=(--qos="$QOS"); fi
@@ -104,13 +120,18 @@ submit() {
 }
 
 read_servers() {  # KEY=VALUE lines; only the three known keys are taken, nothing is executed
-    local waited=0
+    local limit=${SERVERS_WAIT:-1800} start=$SECONDS said=-30
+    [[ "$limit" =~ ^[0-9]+$ ]] || fail "SERVERS_WAIT must be a number of seconds, got '$limit'"
     while [[ ! -f "$SERVERS_FILE" ]]; do
-        if [[ "$DRY_RUN" == 1 || $waited -ge ${SERVERS_WAIT:-1800} ]]; then
+        if [[ "$DRY_RUN" == 1 || $((SECONDS - start)) -ge $limit ]]; then
             fail "$SERVERS_FILE: no servers file (start slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"
         fi
-        sleep 30
-        waited=$((waited + 30))
+        if ((SECONDS - start - said >= 30)); then  # at once, then every 30 s
+            said=$((SECONDS - start))
+            echo "build task ${SLURM_ARRAY_TASK_ID:-}: waiting for $SERVERS_FILE (slurm/serve_vllm.sh writes it" \
+                "once its servers answer): ${said} s of $limit s"
+        fi
+        sleep 2
     done
     local key value
     while IFS='=' read -r key value; do
@@ -121,6 +142,11 @@ read_servers() {  # KEY=VALUE lines; only the three known keys are taken, nothin
     for key in FRAME_CAPTIONER_URL SEGMENT_CAPTIONER_URL LLM_URL; do
         [[ -n "${!key:-}" ]] || fail "$SERVERS_FILE: no $key"
     done
+}
+
+hydra_or_fail() {
+    "$PYTHON" -c "import hydra" 2>/dev/null \
+        || fail "PYTHON=$PYTHON cannot import hydra: set PYTHON to the project's interpreter (make setup makes .venv)"
 }
 
 default_key() {
@@ -136,12 +162,33 @@ run_task() {
     # the job runs in the submit folder (relative INPUT and OUT stay valid), not in the repository
     local cmd=("$PYTHON" "${A100M_REPO:+$A100M_REPO/}data_build/build.py" "input=$INPUT" "output=$OUT" "build=$BUILD"
         "partition.index=$SLURM_ARRAY_TASK_ID" "partition.count=$count")
+    local role key url keys=() served=()
+    for role in FRAME_CAPTIONER SEGMENT_CAPTIONER LLM; do
+        key=${role}_KEY
+        keys+=("${!key:-$(default_key "$role")}")
+    done
     if [[ -n "$SERVERS_FILE" ]]; then
-        read_servers
-        local role key url
+        if [[ "$DRY_RUN" == 1 ]]; then
+            served=("${keys[@]}")  # (the dry run does not ask the builder which backends the preset has)
+        else
+            hydra_or_fail
+            # only the backends the preset configures take a server (build=demo has none)
+            local joined
+            joined=$(IFS=,; echo "${keys[*]}")
+            mapfile -t served < <("$PYTHON" "$REPO/data_build/build.py" --configured-backends "$joined" \
+                "build=$BUILD" "$@" || echo "!failed")
+            [[ " ${served[*]} " != *" !failed "* ]] || fail "data_build/build.py --configured-backends failed (see above)"
+        fi
+        if ((${#served[@]} == 0)); then
+            echo "build task ${SLURM_ARRAY_TASK_ID:-}: build=$BUILD has no backend at ${keys[*]}: not waiting for $SERVERS_FILE"
+        else
+            read_servers
+        fi
+        local index=0
         for role in FRAME_CAPTIONER SEGMENT_CAPTIONER LLM; do
-            key=${role}_KEY
-            key=${!key:-$(default_key "$role")}
+            key=${keys[index]}
+            index=$((index + 1))
+            [[ " ${served[*]} " == *" $key "* ]] || continue
             url=${role}_URL
             cmd+=("$key.http.base_url=${!url}" "$key.http.servers_file=$SERVERS_FILE" "$key.http.servers_key=$url")
         done
@@ -151,6 +198,7 @@ run_task() {
         show "${cmd[@]}"
         return
     fi
+    hydra_or_fail
     echo "build task $SLURM_ARRAY_TASK_ID of $count on $(hostname): $(show "${cmd[@]}")"
     # The builder runs in the background so that bash can take USR1 while it works (a trap only
     # fires between commands, and `wait` is interruptible where a foreground command is not).

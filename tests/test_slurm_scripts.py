@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 SLURM = Path(__file__).resolve().parents[1] / "slurm"
+VENV = SLURM.parent / ".venv" / "bin" / "python"
+PYTHON = str(VENV) if VENV.exists() else "python"  # the scripts' default interpreter
 SERVERS = "FRAME_CAPTIONER_URL=http://gpu1:8000/v1\nSEGMENT_CAPTIONER_URL=http://gpu1:8001/v1\nLLM_URL=http://gpu2:8002/v1\n"
 
 
@@ -29,8 +31,21 @@ def test_build_submits_an_array_that_requeues(tmp_path):
     [line] = out.splitlines()
     assert line.startswith("sbatch ") and line.endswith("/slurm/build.sh batch_videos=4")
     for option in ["--array=0-7%2", "--requeue", "--signal=B:USR1@120", "--partition=gpu", "--time=2:00:00",
-                   "--output=logs/build-%A_%a.out", "PARTITION_COUNT=8"]:  # fmt: skip
+                   "--output=logs/build-%A_%a.out", "PARTITION_COUNT=8", "--open-mode=append",
+                   "--gres=gpu:1"]:  # fmt: skip
         assert option in line.split(" ") or f",{option}" in line, option
+
+
+def test_build_asks_for_no_gpu_on_a_cpu_partition(tmp_path):
+    header = [line for line in (SLURM / "build.sh").read_text().splitlines() if line.startswith("#SBATCH")]
+    assert header and not [line for line in header if "gpu" in line or "gres" in line], header
+    assert "#SBATCH --open-mode=append" in header
+    for env in ({"GPUS": "0"}, {"DEVICE": "cpu"}):
+        code, out, err = run("build.sh", "--dry-run", INPUT="m.jsonl", OUT=str(tmp_path), **env)
+        assert code == 0, err
+        assert "gres" not in out and "gpu" not in out, out
+    code, _, err = run("build.sh", "--dry-run", INPUT="m.jsonl", OUT=str(tmp_path), DEVICE="tpu")
+    assert code == 2 and "DEVICE must be gpu or cpu, got 'tpu'" in err
 
 
 def test_build_task_runs_its_partition_against_the_servers(tmp_path):
@@ -40,7 +55,7 @@ def test_build_task_runs_its_partition_against_the_servers(tmp_path):
     assert code == 0, err
     [line] = out.splitlines()
     assert line.split(" ") == [
-        "python", "data_build/build.py", "input=m.jsonl", f"output={tmp_path}", "build=paper",
+        PYTHON, "data_build/build.py", "input=m.jsonl", f"output={tmp_path}", "build=paper",
         "partition.index=3", "partition.count=8",
         *(f"{key}.http.{setting}" for key, role, url in (
             ("caption.frame_captioner", "FRAME_CAPTIONER", "http://gpu1:8000/v1"),
