@@ -1,0 +1,61 @@
+"""`bash slurm/build.sh` on the live cluster's CPU partition: a job array that builds, and a task that
+says at once what it waits for."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from action100m.synth.generate import generate_dataset
+from tests.cluster.slurm import ROOT, sbatch, wait_job
+
+pytestmark = pytest.mark.cluster
+
+SERVERS = "FRAME_CAPTIONER_URL=http://127.0.0.1:9/v1\nSEGMENT_CAPTIONER_URL=http://127.0.0.1:9/v1\nLLM_URL=http://127.0.0.1:9/v1\n"
+
+
+def submit(env: dict, tmp_path: Path, *args: str, **settings: str) -> str:
+    return sbatch(["bash", str(ROOT / "slurm" / "build.sh"), *args],
+                  {**env, "DEVICE": "cpu", "CPUS": "1", "MEM": "3000", "TIME": "10:00", **settings},
+                  cwd=tmp_path)  # fmt: skip
+
+
+def logs(folder: Path, job: str) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.glob(f"build-{job}_*.out"))}
+
+
+def test_a_demo_build_array_runs_on_the_cpu_partition_past_a_servers_file_it_does_not_need(
+    slurm_env, tmp_path
+):
+    """No GPU request (the old `#SBATCH --gres=gpu:1` header: "Invalid generic resource"), and build=demo
+    has no HTTP backend, so a servers file next to it is neither waited for nor handed on (the old
+    overrides on its null backends: Hydra's "AssertionError: Unexpected type: None")."""
+    generate_dataset(tmp_path / "synth", videos=4, seed=5, overwrite=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "servers.env").write_text(SERVERS)
+    build = submit(slurm_env, tmp_path, "samples_per_shard=1", "segment.features=pixel", "progress=false",
+                   INPUT="synth/manifest.jsonl", OUT="out", BUILD="demo", ARRAY_SIZE="2")  # fmt: skip
+    waiting = submit(slurm_env, tmp_path, INPUT="synth/manifest.jsonl", OUT="empty", BUILD="paper",
+                     ARRAY_SIZE="1", SERVERS_WAIT="3")  # fmt: skip
+    for task in (f"{build}_0", f"{build}_1"):
+        info = wait_job(task, slurm_env, timeout=120)
+        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), (
+            info,
+            logs(tmp_path / "logs", build),
+        )
+    for name, log in logs(tmp_path / "logs", build).items():
+        assert "build=demo has no backend at caption.frame_captioner caption.segment_captioner refine.llm: " \
+            "not waiting for out/servers.env" in log, (name, log)  # fmt: skip
+        assert "http." not in log
+    # the two tasks built the 4 one-video shards between them
+    assert len(list((tmp_path / "out" / "shards").glob("*.tar.done"))) == 4
+    assert sum(json.loads(p.read_text())["samples"] for p in (tmp_path / "out" / "shards").glob("*.done")) > 0
+
+    # build=paper without its servers file: the task says at once what it waits for, then gives up
+    info = wait_job(f"{waiting}_0", slurm_env, timeout=120)
+    [log] = logs(tmp_path / "logs", waiting).values()
+    assert info["JobState"] == "FAILED" and info["ExitCode"] == "2:0", (info, log)
+    assert log.splitlines()[0] == "build task 0: waiting for empty/servers.env (slurm/serve_vllm.sh writes it " \
+        "once its servers answer): 0 s of 3 s"  # fmt: skip
+    assert log.splitlines()[-1] == "slurm/build.sh: error: empty/servers.env: no servers file (start " \
+        "slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"  # fmt: skip
