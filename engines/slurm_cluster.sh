@@ -30,8 +30,8 @@ CONF=$STATE/slurm.conf
 SOCKET=$STATE/munge/munge.socket
 PACKAGES=(slurm-wlm munge)
 
-fail() {
-    echo "engines/slurm_cluster.sh: error: $*" >&2
+fail() {  # fail MESSAGE [STATUS]
+    echo "engines/slurm_cluster.sh: error: $1" >&2
     exit "${2:-2}"
 }
 
