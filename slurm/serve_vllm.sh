@@ -219,8 +219,8 @@ expand_nodelist() {  # gpu[1-2,05],cpu1 -> one name a line: the forms with one b
 job_hosts() {
     if [[ -z "${SLURM_JOB_NODELIST:-}" ]]; then
         hostname
-    elif [[ "$DRY_RUN" != 1 ]] && command -v scontrol >/dev/null; then
-        scontrol show hostnames "$SLURM_JOB_NODELIST"
+    elif [[ "$DRY_RUN" != 1 ]] && command -v scontrol >/dev/null && scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null; then
+        :  # scontrol knows every nodelist form
     else
         # a dry run never asks the cluster: scontrol without a reachable slurmctld fails
         expand_nodelist "$SLURM_JOB_NODELIST" || fail "cannot expand SLURM_JOB_NODELIST=$SLURM_JOB_NODELIST without scontrol"
@@ -325,7 +325,7 @@ serve() {
             continue
         fi
         log="$LOG_DIR/vllm-$SLURM_JOB_ID-${role,,}.log"
-        echo "starting the ${role,,} server on ${HOSTS[$i]} (GPUs ${GPUS[$i]}): $(show "${cmd[@]}") > $log"
+        echo "starting the ${role,,} server on ${HOSTS[$i]}$([[ "$DEVICE" == gpu ]] && echo " (GPUs ${GPUS[$i]})"): $(show "${cmd[@]}") > $log"
         "${cmd[@]}" >"$log" 2>&1 &
         PIDS+=($!)
     done
