@@ -55,6 +55,11 @@ alias_vllm() {
 }
 
 create() {
+    # two callers at once (CI and a test session, two build tasks) install once: the second waits
+    if command -v flock >/dev/null; then
+        exec 9>"$VLLM_VENV.lock"
+        flock 9
+    fi
     if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" && -x "$VLLM_VENV/bin/vllm" ]]; then
         alias_vllm
         echo "vLLM venv ready ($STAMP_TEXT): $VLLM_VENV" >&2
