@@ -38,6 +38,11 @@ def weights(path: Path) -> tuple[int, dict]:
     return checkpoint["global_step"], checkpoint["state_dict"]
 
 
+def optimizer(path: Path) -> dict:
+    [state] = torch.load(path, map_location="cpu", weights_only=False)["optimizer_states"]
+    return state["state"]
+
+
 def test_a_requeued_cpu_ddp_job_checkpoints_once_requeues_once_and_ends_as_the_straight_run(
     slurm_env, shards, tmp_path
 ):
@@ -77,7 +82,8 @@ def test_a_requeued_cpu_ddp_job_checkpoints_once_requeues_once_and_ends_as_the_s
     assert log.count("Handling auto-requeue signal") == 1, log
     assert log.count("requeing job") == 1, log  # Lightning's requeue call, once
     ctld = Path(slurm_env["SLURM_CONF"]).parent / "log" / "slurmctld.log"
-    assert ctld.read_text().count(f"Requeuing JobId={split}\n") == 1
+    assert ctld.read_text().count(f"Requeuing JobId={split}\n") == 1  # slurmctld requeued it once
+    assert "pending execution" not in log  # no second requeue call on the already requeued job
     [run] = list((split_out / "runs").glob("*/run.json"))
     [hpc] = list(run.parent.glob("hpc_ckpt_*.ckpt"))  # one requeue checkpoint, the one resumed from
     saved_step, _ = weights(hpc)
@@ -89,9 +95,16 @@ def test_a_requeued_cpu_ddp_job_checkpoints_once_requeues_once_and_ends_as_the_s
     step_a, weights_a = weights(straight_run.parent / "checkpoints" / "last.ckpt")
     step_b, weights_b = weights(run.parent / "checkpoints" / "last.ckpt")
     assert step_a == step_b == STEPS
+    # same data, same seed, gloo's allreduce in the same order: equal but for float rounding (1e-6)
     for key in weights_a:
-        # same data, same seed, gloo's allreduce in the same order: equal up to float summation order
         assert torch.allclose(weights_a[key], weights_b[key], atol=1e-6), key
+    optim_a = optimizer(straight_run.parent / "checkpoints" / "last.ckpt")
+    optim_b = optimizer(run.parent / "checkpoints" / "last.ckpt")
+    assert optim_a.keys() == optim_b.keys()
+    for key in optim_a:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.allclose(optim_a[key][name], optim_b[key][name], atol=1e-6), (key, name)
+    print(f"requeue checkpoint at step {saved_step} of {STEPS}; resumed there; final weights equal")
 
 
 def read_logs(folder: Path) -> str:
