@@ -24,8 +24,8 @@ def _object(keys: tuple[str, ...]) -> dict[str, Any]:
             "additionalProperties": False}  # fmt: skip
 
 
-# Every property required and no others: what vLLM's strict structured output and our own constrained
-# decoder (backends/constrained.py) both take.
+# Every property required and no others: what vLLM's strict structured output and the local backend's
+# (xgrammar, in backends/transformers_backend.py) both take.
 ANNOTATION_SCHEMA: dict[str, Any] = {
     "title": "Action100M node annotation",
     "type": "object",

@@ -36,6 +36,7 @@ from action100m.errors import ConfigError
 # Random-init models of the paper's classes, built in-process (no download): `build=tiny` and tests.
 TINY_MODELS = {
     "tiny-llama": "tiny_llm",
+    "tiny-llama-bpe": "tiny_bpe_llm",  # a byte-level BPE tokenizer: it can spell JSON
     "tiny-gpt-oss": "tiny_gpt_oss",
     "tiny-mllama": "tiny_mllama",
     "tiny-perception-lm": "tiny_perception_lm",

@@ -230,12 +230,12 @@ def _close_strings_soon(model: Any, tokenizer: PreTrainedTokenizerFast, quote_pr
         model.lm_head.weight[blanks, 0] = blank_bias / hidden
 
 
-def tiny_llm_dir(
-    out: str | Path, seed: int = 0, max_position_embeddings: int = 2048, quote_probability: float = 0.25
-) -> Path:
+def tiny_bpe_llm(
+    seed: int = 0, max_position_embeddings: int = 2048, quote_probability: float = 0.25
+) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """A random-init 2-layer Llama (hidden 128, 4 heads of 32: vLLM's CPU attention needs head sizes
-    ≥ 32) and its byte-level BPE tokenizer, saved with `save_pretrained` into `out`: a directory that
-    AutoModelForCausalLM / AutoTokenizer load and `vllm serve` serves. Same seed, same bytes.
+    ≥ 32) and its byte-level BPE tokenizer, which can spell JSON (`build=tiny`'s LLM; `tiny_llm_dir`
+    saves it for a real server).
 
     Its text is meaningless, with one bias (`_close_strings_soon`): about `quote_probability` of each
     step's mass on `"` and next to none on blanks, so that JSON under a schema ends after a few
@@ -243,7 +243,6 @@ def tiny_llm_dir(
     from transformers import GenerationConfig as HFGenerationConfig
     from transformers import LlamaForCausalLM
 
-    out = Path(out)
     tokenizer = byte_level_bpe_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     config = LlamaConfig(
@@ -259,6 +258,16 @@ def tiny_llm_dir(
     model.generation_config = HFGenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
     )
+    return model, tokenizer
+
+
+def tiny_llm_dir(
+    out: str | Path, seed: int = 0, max_position_embeddings: int = 2048, quote_probability: float = 0.25
+) -> Path:
+    """`tiny_bpe_llm` saved with `save_pretrained` into `out`: a directory that AutoModelForCausalLM /
+    AutoTokenizer load and `vllm serve` serves. Same seed, same bytes."""
+    model, tokenizer = tiny_bpe_llm(seed, max_position_embeddings, quote_probability)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
