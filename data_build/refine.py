@@ -456,8 +456,10 @@ class _Run:
                 else:
                     kept["answer_sha256"] = hashlib.sha256(json.dumps(outcome["answer"]).encode()).hexdigest()
             rounds.append(kept)
+        server = getattr(self.llm, "server", None)  # an HTTP backend's address (no credentials)
         return {
-            "mode": Mode.llm.value, "model": self.llm.model_id, "prompt_version": self.cfg.prompt.version,
+            "mode": Mode.llm.value, "model": self.llm.model_id, **({"server": server} if server else {}),
+            "prompt_version": self.cfg.prompt.version,
             "config_hash": self.result.config_hash, "rounds": rounds, "final_round": state.best_round,
             "complete": state.final, "prompt_tokens": prompt.tokens, "subtree_depth": prompt.subtree_depth,
             "context_depth": prompt.context_depth,

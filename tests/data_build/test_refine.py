@@ -145,6 +145,7 @@ def test_every_selected_node_gets_three_rounds_and_the_last_answer(tmp_path):
             assert [r["status"] for r in info["rounds"]] == ["valid"] * 3 and info["final_round"] == 3
             assert [r["answer"] for r in info["rounds"]] == [answer(name, k) for k in (1, 2, 3)]
             assert info["complete"] and info["prompt_version"] == "v1" and info["model"] == "fake-model"
+            assert info["server"] == server.base_url  # which server answered, without credentials
         assert all(node_named(record, name).annotation is None for name in ("A1", "B1", "B2a"))
         assert record.provenance.models["refine"] == "fake-model" and record.provenance.refine_rounds == 3
     assert len(list(tmp_path.glob("refine/*/v1/*.json"))) == 4
