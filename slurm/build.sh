@@ -159,6 +159,10 @@ default_key() {
 
 run_task() {
     local count=${PARTITION_COUNT:-${SLURM_ARRAY_TASK_COUNT:?not an array task}}
+    # from the start: a task still waiting for its servers file requeues too (USR1 killed it before)
+    if [[ "$DRY_RUN" != 1 ]]; then
+        trap 'echo "build task $SLURM_ARRAY_TASK_ID: time limit near, requeueing"; scontrol requeue "$SLURM_JOB_ID"' USR1
+    fi
     # the job runs in the submit folder (relative INPUT and OUT stay valid), not in the repository
     local cmd=("$PYTHON" "${A100M_REPO:+$A100M_REPO/}data_build/build.py" "input=$INPUT" "output=$OUT" "build=$BUILD"
         "partition.index=$SLURM_ARRAY_TASK_ID" "partition.count=$count")
@@ -202,7 +206,6 @@ run_task() {
     echo "build task $SLURM_ARRAY_TASK_ID of $count on $(hostname): $(show "${cmd[@]}")"
     # The builder runs in the background so that bash can take USR1 while it works (a trap only
     # fires between commands, and `wait` is interruptible where a foreground command is not).
-    trap 'echo "build task $SLURM_ARRAY_TASK_ID: time limit near, requeueing"; scontrol requeue "$SLURM_JOB_ID"' USR1
     "${cmd[@]}" &
     local builder=$! status=0
     wait "$builder" || status=$?

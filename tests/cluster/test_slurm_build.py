@@ -2,12 +2,14 @@
 says at once what it waits for."""
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from action100m.synth.generate import generate_dataset
-from tests.cluster.slurm import ROOT, sbatch, wait_job
+from tests.cluster.slurm import ROOT, job_info, sbatch, wait_job
 
 pytestmark = pytest.mark.cluster
 
@@ -59,3 +61,33 @@ def test_a_demo_build_array_runs_on_the_cpu_partition_past_a_servers_file_it_doe
         "once its servers answer): 0 s of 3 s"  # fmt: skip
     assert log.splitlines()[-1] == "slurm/build.sh: error: empty/servers.env: no servers file (start " \
         "slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"  # fmt: skip
+
+
+def test_a_task_requeued_by_the_time_limit_signal_keeps_its_first_log(slurm_env, tmp_path):
+    """USR1 to the batch shell (--signal=B:USR1@120) requeues the task; --open-mode=append keeps the
+    first attempt's lines in the log (they were truncated before)."""
+    task = submit(slurm_env, tmp_path, INPUT="m.jsonl", OUT="empty", BUILD="paper", ARRAY_SIZE="1",
+                  SERVERS_WAIT="6") + "_0"  # fmt: skip
+    log = tmp_path / "logs" / f"build-{task}.out"
+    deadline = time.monotonic() + 60
+    while "waiting for" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, job_info(task, slurm_env)
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", task], env=slurm_env, check=True, timeout=30)
+    deadline = time.monotonic() + 60
+    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != (
+        "1",
+        "PENDING",
+    ):
+        assert time.monotonic() < deadline, job_info(task, slurm_env)
+        time.sleep(0.2)
+    # SLURM holds a requeued job 2 min (hard-coded); start it in 2 s: slurmd refuses a credential made in
+    # the second the previous one was revoked ("Job credential revoked")
+    subprocess.run(
+        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
+    )
+    info = wait_job(task, slurm_env, timeout=90)
+    text = log.read_text()
+    assert (info["JobState"], info["Restarts"]) == ("FAILED", "1"), (info, text)
+    assert "build task 0: time limit near, requeueing" in text
+    assert text.count("build task 0: waiting for empty/servers.env") == 2, text  # both attempts
