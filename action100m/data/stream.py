@@ -30,7 +30,9 @@ from __future__ import annotations
 import json
 import random
 import signal
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -229,15 +231,25 @@ class NodeStream(IterableDataset):
                 clips, texts = [], []
 
 
-def _ignore_job_signals(_worker: int) -> None:
-    """A loader worker ignores SLURM's time-limit signal (USR1) and dies of SIGTERM. SLURM signals every
-    process of a job step, workers included, and a forked worker holds a copy of Lightning's handlers and
-    of the trainer as it was at the fork: on USR1 it would write its own requeue checkpoint at that stale
-    step and requeue the job again (on SIGTERM, broadcast to a process group it is not in). The training
-    process alone checkpoints and requeues. SIGTERM stays deadly: that is how the loader (and
-    multiprocessing at exit) stops workers that serve epoch after epoch."""
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+@contextmanager
+def _job_signals_ignored_by_forks() -> Iterator[None]:
+    """Loader workers forked inside ignore SLURM's time-limit signal (USR1) and die of SIGTERM. SLURM
+    signals every process of a job step, workers included, and a forked worker holds a copy of
+    Lightning's handlers and of the trainer as it was at the fork: on USR1 it would write its own
+    requeue checkpoint at that stale step and requeue the job again (on SIGTERM, broadcast to a process
+    group it is not in). The training process alone checkpoints and requeues. SIGTERM stays deadly:
+    that is how the loader (and multiprocessing at exit) stops workers that serve epoch after epoch.
+    The training process has its own handlers back once the workers are forked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    usr1 = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, usr1)
+        signal.signal(signal.SIGTERM, term)
 
 
 class StreamLoader:
@@ -269,9 +281,9 @@ class StreamLoader:
             self._batches = None  # its workers end before the new ones start
             self.dataset.start = position
             loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                                prefetch_factor=2 if self.num_workers else None,
-                                worker_init_fn=_ignore_job_signals if self.num_workers else None)  # fmt: skip
-            self._batches, self._next = iter(loader), position
+                                prefetch_factor=2 if self.num_workers else None)  # fmt: skip
+            with _job_signals_ignored_by_forks():  # the workers fork in iter()
+                self._batches, self._next = iter(loader), position
         return self._epoch(batches - position % batches)
 
     def _epoch(self, count: int) -> Iterator[dict[str, Any]]:
