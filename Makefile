@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean cluster-smoke
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/action100m demo
+
+# The cluster path through the real engines: a live one-node SLURM cluster and a vLLM server on the CPU.
+cluster-smoke: setup
+	bash engines/slurm_cluster.sh up
+	$(VENV)/bin/action100m cluster-smoke --out $(or $(OUT),runs/cluster-smoke)
 
 bench: setup
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script --quick; done

@@ -140,6 +140,13 @@ def _tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_smoke(args: argparse.Namespace) -> int:
+    from action100m.cluster_smoke import run_cluster_smoke
+
+    run_cluster_smoke(Path(args.out), seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", required=True, help="the model directory")
     tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     tiny.set_defaults(func=_tiny_model)
+    smoke = commands.add_parser(
+        "cluster-smoke", help="serve, build, train with a requeue, evaluate: on a live one-node SLURM cluster"
+    )
+    smoke.add_argument("--out", default="runs/cluster-smoke", help="job logs, shards, checkpoints, results")
+    smoke.add_argument("--seed", type=int, default=0, help="SynthActions and tiny-model seed (default 0)")
+    smoke.set_defaults(func=_cluster_smoke)
     return parser
 
 

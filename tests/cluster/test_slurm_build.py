@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from action100m.cluster import ROOT, job_info, sbatch, wait_job
 from action100m.synth.generate import generate_dataset
-from tests.cluster.slurm import ROOT, job_info, sbatch, wait_job
 
 pytestmark = pytest.mark.cluster
 

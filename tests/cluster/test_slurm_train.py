@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cluster.slurm import job_info, sbatch, wait_job
+from action100m.cluster import job_info, sbatch, wait_job
 from tests.data.shardset import demo_shards
 
 pytestmark = pytest.mark.cluster

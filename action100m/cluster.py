@@ -1,6 +1,6 @@
-"""The live one-node SLURM cluster of engines/slurm_cluster.sh, for tests and `make cluster-smoke`.
+"""The live one-node SLURM cluster of engines/slurm_cluster.sh, for the `cluster` tests and `make cluster-smoke`.
 
-    from tests.cluster.slurm import cluster_up, sbatch, wait_job
+    from action100m.cluster import cluster_up, sbatch, wait_job
     env = cluster_up()            # {"SLURM_CONF": ..., **os.environ}; raises ClusterUnavailable
     job = sbatch(["bash", "slurm/train.sh"], env)   # or any command that submits, printing the id
 
@@ -15,13 +15,19 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from action100m.errors import Action100MError
+
+ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "engines" / "slurm_cluster.sh"
 UNAVAILABLE = 3  # the script's exit status when SLURM cannot be installed or started here
 
 
 class ClusterUnavailable(RuntimeError):
     """SLURM cannot be installed or started on this machine (the reason is the message)."""
+
+
+class SubmitError(Action100MError):
+    """A command that should have submitted a job did not."""
 
 
 def _script(command: str, timeout: float) -> subprocess.CompletedProcess:
@@ -40,7 +46,8 @@ def cluster_up(timeout: float = 180) -> dict[str, str]:
     if done.returncode != 0:
         raise RuntimeError(f"engines/slurm_cluster.sh up failed: {done.stderr.strip()}")
     match = re.search(r"^export SLURM_CONF=(\S+)$", done.stdout, re.M)
-    assert match, done.stdout
+    if not match:
+        raise RuntimeError(f"engines/slurm_cluster.sh up printed no SLURM_CONF: {done.stdout.strip()}")
     return {**os.environ, "SLURM_CONF": match.group(1)}
 
 
@@ -51,9 +58,11 @@ def cluster_down() -> None:
 def sbatch(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> str:
     """Runs a command that submits a job (sbatch, or a script that calls it) and returns the job id."""
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
     match = re.search(r"Submitted batch job (\d+)", done.stdout)
-    assert match, done.stdout + done.stderr
+    if done.returncode != 0 or not match:
+        raise SubmitError(
+            f"{' '.join(command)} (exit {done.returncode}): {(done.stdout + done.stderr).strip()}"
+        )
     return match.group(1)
 
 
