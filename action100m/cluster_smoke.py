@@ -139,11 +139,17 @@ def run_cluster_smoke(out: Path, seed: int = 0) -> dict[str, Any]:
 
 def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], llm: Path, run: dict,
                info: dict[str, str], train_log: str, eval_result: dict) -> dict[str, Any]:  # fmt: skip
-    refined = [n.provenance["refine"] for r in records for n in r.nodes
-               if n.provenance and n.provenance.get("refine", {}).get("mode") == "llm"]  # fmt: skip
-    annotated = [p for p, n in zip(refined, [n for r in records for n in r.nodes
-                 if n.provenance and n.provenance.get("refine", {}).get("mode") == "llm"], strict=True)
-                 if n.annotation is not None and p.get("model") == str(llm) and p.get("server")]  # fmt: skip
+    refined = {(record.video_uid, node.node_id): node.provenance["refine"] for record in records
+               for node in record.nodes if (node.provenance or {}).get("refine", {}).get("mode") == "llm"}  # fmt: skip
+    # annotated: a valid answer whose provenance names the served model and the server that gave it
+    annotated = [
+        p for p in refined.values() if p["complete"] and p.get("model") == str(llm) and p.get("server")
+    ]
+    failures_file = out / "build" / "failures.jsonl"
+    lines = failures_file.read_text(encoding="utf-8").splitlines() if failures_file.is_file() else []
+    failed = {
+        (f["video_uid"], f["node_id"]) for f in map(json.loads, filter(None, lines)) if f["stage"] == "refine"
+    }
     rounds = {len(p["rounds"]) for p in annotated}
     # One requeue checkpoint, the run resumed from that very file, at the step it holds (the old
     # defect: three checkpoints within 16 ms, and a resume from an older one, 10 steps lost).
@@ -161,7 +167,7 @@ def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], ll
     result = {
         "sbatch_build_tasks": len(build_logs),
         "videos": len(records),
-        "refined_nodes": len(refined),
+        "selected_nodes": len(refined.keys() | failed),  # every node sent to the LLM
         "annotated_nodes": len(annotated),
         "refine_rounds": rounds.pop() if len(rounds) == 1 else sorted(rounds),
         "servers": sorted({p["server"] for p in annotated}),
@@ -174,7 +180,18 @@ def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], ll
         "eval_top1": eval_result["metrics"]["top1"],
     }
     write_json_atomic(out / "result.json", result)
-    keys = ("sbatch_build_tasks", "annotated_nodes", "refine_rounds", "train_ranks", "requeues",
+    keys = ("sbatch_build_tasks", "selected_nodes", "annotated_nodes", "refine_rounds", "train_ranks", "requeues",
             "resumed_step_match", "eval_top1")  # fmt: skip
     print("RESULT " + " ".join(f"{key}={result[key]}" for key in keys), flush=True)
+    checks = {
+        f"{BUILD_TASKS} build tasks": result["sbatch_build_tasks"] == BUILD_TASKS,
+        "every node sent to the LLM annotated through the server": 0 < result["annotated_nodes"] == result["selected_nodes"],
+        "3 rounds each": result["refine_rounds"] == 3,
+        "2 training ranks": result["train_ranks"] == 2,
+        "one requeue, resumed at the saved step": result["requeues"] == 1 and result["resumed_step_match"],
+        f"trained to step {TRAIN_STEPS}": result["final_step"] == TRAIN_STEPS,
+    }  # fmt: skip
+    missed = [name for name, ok in checks.items() if not ok]
+    if missed:
+        raise SmokeError(f"missed: {'; '.join(missed)} (see {out / 'result.json'})")
     return result
