@@ -22,6 +22,7 @@ from typing import Any
 from action100m.backends.tiny import tiny_llm_dir
 from action100m.cluster import ROOT, cluster_up, job_info, sbatch, wait_job
 from action100m.errors import Action100MError
+from action100m.models.checkpoint import read_checkpoint
 from action100m.schema import VideoRecord
 from action100m.shards import read_tar
 from action100m.synth.generate import generate_dataset
@@ -157,9 +158,7 @@ def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], ll
     resumed = re.findall(r"resuming from (\S+hpc_ckpt_\d+\.ckpt)", train_log)
     saved_step = None
     if len(hpc) == 1:
-        import torch
-
-        saved_step = torch.load(hpc[0], map_location="cpu", weights_only=True)["global_step"]
+        saved_step = read_checkpoint(hpc[0])["global_step"]
     resumed_step_match = (saved_step is not None and resumed == [str(hpc[0])]
                           and f"Restored all states from the checkpoint at {hpc[0]}" in train_log
                           and saved_step >= REQUEUE_AFTER_STEP)  # fmt: skip
