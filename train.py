@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from anywhere
 
 from action100m.errors import Action100MError  # noqa: E402
-from action100m.train_config import register_train_configs  # noqa: E402
-from action100m.training import run_training  # noqa: E402
+from action100m.train.config import register_train_configs  # noqa: E402
+from action100m.train.run import run_training  # noqa: E402
 
 register_train_configs()
 

@@ -16,7 +16,7 @@ class UsageError(Action100MError):
 
 def _demo(args: argparse.Namespace) -> int:
     from action100m.config import load_config
-    from action100m.demo import run_demo
+    from action100m.tiny.demo import run_demo
 
     run_demo(load_config("demo", args.overrides))
     return 0
@@ -34,7 +34,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _official_export(args: argparse.Namespace) -> int:
-    from action100m.official import export_official
+    from action100m.dataset.official import export_official
 
     count = export_official(args.shards, args.out)
     print(f"official export: {count} records -> {args.out}")
@@ -42,7 +42,7 @@ def _official_export(args: argparse.Namespace) -> int:
 
 
 def _official_import(args: argparse.Namespace) -> int:
-    from action100m.official import ImportOptions, import_official
+    from action100m.dataset.official import ImportOptions, import_official
 
     reencode = args.reencode_short_side is not None or args.reencode_fps is not None
     if args.crf is not None and not reencode:
@@ -62,7 +62,7 @@ def _official_import(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from action100m.report.stats import collect_stats, format_stats, write_card
+    from action100m.dataset.stats import collect_stats, format_stats, write_card
 
     stats = collect_stats(args.out)
     card, figure = write_card(stats, args.out)
@@ -134,14 +134,14 @@ def _add_official(commands: argparse._SubParsersAction) -> None:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from action100m.backends.tiny import tiny_llm_dir
+    from action100m.tiny.backends import tiny_llm_dir
 
     print(tiny_llm_dir(args.out, seed=args.seed))
     return 0
 
 
 def _cluster_smoke(args: argparse.Namespace) -> int:
-    from action100m.cluster_smoke import run_cluster_smoke
+    from action100m.cluster.smoke import run_cluster_smoke
 
     run_cluster_smoke(Path(args.out), seed=args.seed)
     return 0

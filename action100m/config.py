@@ -19,7 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from action100m.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# The package's configs/: a link to the checkout's configs/ in the source tree, the files themselves in a wheel.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class VideoBackend(str, Enum):

@@ -33,11 +33,11 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from action100m.config import CONFIG_DIR  # noqa: E402
-from action100m.data.fields import FieldMix  # noqa: E402
-from action100m.data.stream import NodeStream  # noqa: E402
-from action100m.schema import VideoRecord  # noqa: E402
-from action100m.shards import write_tar  # noqa: E402
-from action100m.train_config import register_train_configs  # noqa: E402
+from action100m.dataset.schema import VideoRecord  # noqa: E402
+from action100m.dataset.shards import write_tar  # noqa: E402
+from action100m.train.config import register_train_configs  # noqa: E402
+from action100m.train.data.fields import FieldMix  # noqa: E402
+from action100m.train.data.stream import NodeStream  # noqa: E402
 
 PER_SHARD, MEAN_NODES, OLD_BUFFER = 100, 40, 1000
 

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from action100m.backends import GenerationConfig, ImageCaptioner, VideoCaptioner  # noqa: E402
-from action100m.schema import VideoRecord  # noqa: E402
+from action100m.dataset.schema import VideoRecord  # noqa: E402
 from action100m.synth.generate import generate_dataset  # noqa: E402
 from action100m.video import PyAVSource, open_video  # noqa: E402
 from action100m.video.sampling import mid_frame_index, uniform_indices  # noqa: E402

@@ -1,7 +1,7 @@
 """Data planning at the release's scale: 1.2M videos, ~147M nodes in 12,000 shards of 100 videos.
 
 The release is synthetic and holds only what the planner reads: per shard an (empty) tar, its .done
-marker and its cached scan (action100m.data.scan's compact format, drawn with numpy: ~122 nodes a
+marker and its cached scan (action100m.train.data.scan's compact format, drawn with numpy: ~122 nodes a
 video, realistic durations, flags and brief actions from a Zipf vocabulary). It is generated once per
 seed and size into a temp folder and reused. Then, each in a fresh process so that the generator's
 memory does not count:
@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from action100m.data.scan import ANNOTATED, FIELD_BITS, SCAN_VERSION, pack_scan, scan_path  # noqa: E402
+from action100m.train.data.scan import ANNOTATED, FIELD_BITS, SCAN_VERSION, pack_scan, scan_path  # noqa: E402
 
 VIDEOS, PER_SHARD, NODES_PER_VIDEO, VOCABULARY = 1_200_000, 100, 122, 3_000_000
 TEXT_WIDTH = 14  # "brief-" + 8 digits
@@ -93,10 +93,10 @@ def generate(root: Path, videos: int, seed: int) -> dict:
 CHILD = """
 import json, sys, time
 started = time.perf_counter()
-from action100m.data.plan import plan_data
-from action100m.data.config import DataConfig
+from action100m.train.data.plan import plan_data
+from action100m.train.data.config import DataConfig
 imported = time.perf_counter()
-from action100m.data.config import ResampleConfig
+from action100m.train.data.config import ResampleConfig
 cfg = DataConfig(shards=sys.argv[1], min_duration=float(sys.argv[2]),
                  resample=ResampleConfig(enabled=sys.argv[3] == "resample"))
 described = plan_data(cfg).describe() if sys.argv[3] != "import" else None

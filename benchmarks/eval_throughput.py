@@ -30,8 +30,8 @@ from action100m.eval.config import register_eval_configs  # noqa: E402
 from action100m.eval.data import ClipDataset, collate  # noqa: E402
 from action100m.eval.encoders import CLIPEncoder  # noqa: E402
 from action100m.eval.run import load_benchmark, run_eval  # noqa: E402
-from action100m.eval.tiny_clip import save_tiny_clip  # noqa: E402
 from action100m.synth.generate import generate_dataset  # noqa: E402
+from action100m.testing.tiny_clip import save_tiny_clip  # noqa: E402
 
 FRAMES, WORKERS, BATCH, REPEATS = 8, 2, 8, 3
 

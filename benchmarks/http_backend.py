@@ -26,7 +26,7 @@ TRANSPORTS = ("aiohttp", "openai", "openai_httpx")
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str, str]:
-    command = [sys.executable, "-m", "action100m.backends.fake_server", "--latency", str(latency)]
+    command = [sys.executable, "-m", "action100m.testing.fake_server", "--latency", str(latency)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     address = json.loads(server.stdout.readline())  # the server's first line says where it listens
     return server, address["base_url"], address["model"]

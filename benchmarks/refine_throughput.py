@@ -28,11 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # data_build/ is not an installed package
 
 from action100m.backends import LLM, GenerationConfig, HTTPConfig  # noqa: E402
-from action100m.backends.fake_server import FakeChatServer  # noqa: E402
 from action100m.backends.http_backend import HTTPChatBackend  # noqa: E402
-from action100m.refine_prompt import PromptBuilder, PromptConfig  # noqa: E402
-from action100m.refine_tokens import TokenCounter  # noqa: E402
-from action100m.schema import Node, VideoRecord, read_official_json  # noqa: E402
+from action100m.dataset.schema import Node, VideoRecord, read_official_json  # noqa: E402
+from action100m.refine.prompt import PromptBuilder, PromptConfig  # noqa: E402
+from action100m.refine.tokens import TokenCounter  # noqa: E402
+from action100m.testing.fake_server import FakeChatServer  # noqa: E402
 from data_build.refine import RefineConfig, refine_records, select_nodes  # noqa: E402
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "action100m_official" / "hySSAAw4t24.json"

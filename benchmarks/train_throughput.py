@@ -32,11 +32,11 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from action100m.config import CONFIG_DIR  # noqa: E402
-from action100m.data.module import plan_data  # noqa: E402
-from action100m.data.stream import NodeSample, NodeStream, StreamLoader  # noqa: E402
 from action100m.models.vljepa import VLJEPA  # noqa: E402
 from action100m.synth.generate import generate_dataset  # noqa: E402
-from action100m.train_config import register_train_configs  # noqa: E402
+from action100m.train.config import register_train_configs  # noqa: E402
+from action100m.train.data.module import plan_data  # noqa: E402
+from action100m.train.data.stream import NodeSample, NodeStream, StreamLoader  # noqa: E402
 from action100m.video import open_video  # noqa: E402
 from action100m.video.sampling import uniform_indices  # noqa: E402
 from data_build.build import run_build  # noqa: E402

@@ -16,12 +16,12 @@ from collections.abc import Callable
 import torch
 
 from action100m.backends import GenerationConfig, TransformersConfig
-from action100m.backends.tiny import tiny_llm, tiny_mllama, tiny_perception_lm
 from action100m.backends.transformers_backend import (
     TransformersImageCaptioner,
     TransformersLLM,
     TransformersVideoCaptioner,
 )
+from action100m.tiny.backends import tiny_llm, tiny_mllama, tiny_perception_lm
 
 
 def throughput(run: Callable[[], list]) -> tuple[float, list]:

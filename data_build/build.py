@@ -36,8 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from action100m.backends import build_backend  # noqa: E402
 from action100m.backends.config import output_settings  # noqa: E402
 from action100m.config import VideoConfig  # noqa: E402
-from action100m.errors import Action100MError, ConfigError, StageError  # noqa: E402
-from action100m.schema import (  # noqa: E402
+from action100m.dataset.schema import (  # noqa: E402
     VIDEO_UID_PATTERN,
     Node,
     Provenance,
@@ -45,7 +44,8 @@ from action100m.schema import (  # noqa: E402
     read_official_json,
     validate_video_uid,
 )
-from action100m.shards import ShardSet, stable_hash  # noqa: E402
+from action100m.dataset.shards import ShardSet, stable_hash  # noqa: E402
+from action100m.errors import Action100MError, ConfigError, StageError  # noqa: E402
 from action100m.utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from action100m.video import VideoError, open_video  # noqa: E402
 from action100m.video.reencode import reencode  # noqa: E402
@@ -149,7 +149,7 @@ def read_input(cfg: BuildConfig) -> tuple[list[Entry], str]:
         if not cfg.videos:
             raise ConfigError("videos: official annotations as input need the folder of their videos")
         if source.suffix == ".parquet":
-            from action100m.official import read_official_parquet
+            from action100m.dataset.official import read_official_parquet
 
             records = read_official_parquet(source)
         else:

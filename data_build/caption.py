@@ -24,8 +24,8 @@ import torch
 
 from action100m.backends import BackendConfig, BackendError, ImageCaptioner, VideoCaptioner
 from action100m.backends.config import serving
+from action100m.dataset.schema import Node, Provenance, VideoRecord
 from action100m.errors import Action100MError, StageError
-from action100m.schema import Node, Provenance, VideoRecord
 from action100m.video import VideoError, VideoSource
 from action100m.video.sampling import mid_frame_index, uniform_indices
 from action100m.video.transforms import center_crop, resize_short_side, to_float_tchw

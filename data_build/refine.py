@@ -1,7 +1,7 @@
 """Stage 3: LLM aggregation with Self-Refine — the Tree-of-Captions of each node becomes its annotation.
 
 Every non-leaf node lasting ≥ `min_duration` gets one conversation: our instructions and the answer's
-JSON schema, the video's metadata, the global context and the node's subtree (action100m/refine_prompt).
+JSON schema, the video's metadata, the global context and the node's subtree (action100m/refine/prompt).
 Round 1 drafts; each further round shows the model its last valid answer and asks it to verify and
 revise. An unusable reply is answered with a repair message, up to `max_repairs` times per round;
 a round that still fails leaves the previous valid answer standing; a node whose draft never becomes
@@ -40,19 +40,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from action100m.backends import LLM, BackendConfig, BackendError, Message
 from action100m.backends.config import output_settings, serving
-from action100m.errors import ConfigError, StageError
-from action100m.refine_answer import ANNOTATION_SCHEMA, AnswerError, AnswerRules, parse_answer
-from action100m.refine_prompt import (
-    Prompt,
-    PromptBuilder,
-    PromptConfig,
-    PromptError,
-    prompt_texts,
-    refine_messages,
-    repair_messages,
-)
-from action100m.refine_tokens import TokenCounter
-from action100m.schema import (
+from action100m.dataset.schema import (
     NOT_APPLICABLE,
     VIDEO_UID_PATTERN,
     Annotation,
@@ -61,6 +49,18 @@ from action100m.schema import (
     VideoRecord,
     validate_video_uid,
 )
+from action100m.errors import ConfigError, StageError
+from action100m.refine.answer import ANNOTATION_SCHEMA, AnswerError, AnswerRules, parse_answer
+from action100m.refine.prompt import (
+    Prompt,
+    PromptBuilder,
+    PromptConfig,
+    PromptError,
+    prompt_texts,
+    refine_messages,
+    repair_messages,
+)
+from action100m.refine.tokens import TokenCounter
 from action100m.utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from sklearn.cluster import ward_tree
 
 from action100m.backends.config import serving
+from action100m.dataset.schema import Node
 from action100m.errors import StageError
-from action100m.schema import Node
 from action100m.video import VideoError, VideoSource
 from action100m.video.sampling import every_nth_index
 from action100m.video.transforms import center_crop, normalize, resize_short_side, to_float_tchw

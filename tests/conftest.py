@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from action100m.tiny_models import train_word_tokenizer
+from action100m.tiny.models import train_word_tokenizer
 from action100m.video.pattern import moving_square_frames
 from action100m.video.writer import write_video
 

@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from action100m.config import CONFIG_DIR
-from action100m.shards import read_tar, write_tar
-from action100m.train_config import register_train_configs
-from tests.data.shardset import demo_shards
+from action100m.dataset.shards import read_tar, write_tar
+from action100m.train.config import register_train_configs
+from tests.train.data.shardset import demo_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.progress_bar=false", "data.batch_size=4", "data.num_workers=0", "data.epoch_batches=4",

@@ -1,7 +1,7 @@
 """Video-text encoders behind one interface: VL-JEPA checkpoints and CLIP-style baselines.
 
 Zero-shot scoring needs only `VideoTextEncoder`; `load_encoder` picks VL-JEPA (a checkpoint through
-`action100m.models.load_checkpoint`, imported on use) or any transformers CLIP/SigLIP model, so one
+`VLJEPA.from_checkpoint`, imported on use) or any transformers CLIP/SigLIP model, so one
 command gives side-by-side numbers for both.
 """
 
@@ -124,16 +124,11 @@ class CLIPEncoder:
 
 def load_vljepa(checkpoint: str, device: str = "cpu") -> VideoTextEncoder:
     """A VL-JEPA checkpoint, checked to have the Y-encoder zero-shot needs."""
-    try:
-        from action100m.models import load_checkpoint
-    except ImportError as err:
-        raise ConfigError(
-            "encoder=vljepa needs action100m.models.load_checkpoint (the VL-JEPA model), which this install "
-            "lacks; score a CLIP-style model with encoder=clip encoder.model=ID"
-        ) from err
+    from action100m.models.vljepa import VLJEPA  # Lightning loads only when a VL-JEPA is scored
+
     if not Path(checkpoint).exists():
         raise ConfigError(f"checkpoint {checkpoint} does not exist")
-    model = load_checkpoint(checkpoint, map_location="cpu")
+    model = VLJEPA.from_checkpoint(checkpoint, map_location="cpu")
     if getattr(model, "y_encoder", True) is None or not callable(getattr(model, "embed_text", None)):
         raise EvalError(f"checkpoint {checkpoint} has no Y-encoder: zero-shot needs class-text embeddings")
     if isinstance(model, torch.nn.Module):

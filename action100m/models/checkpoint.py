@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from action100m.errors import ConfigError
-
-if TYPE_CHECKING:
-    from action100m.models.vljepa import VLJEPA
 
 CHECKPOINT_KEY = "action100m"  # our entry in a Lightning checkpoint: plain data only
 CHECKPOINT_VERSION = 1
@@ -52,24 +49,3 @@ def check_compatible(checkpoint: dict[str, Any], model: nn.Module, where: str) -
             raise ConfigError(f"{where}: model preset {ours!r}: parameters {what} in the checkpoint: {_names(keys)} "
                               f"(was it trained with other model settings?)")  # fmt: skip
     return meta
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VLJEPA:
-    """The VL-JEPA model of a training checkpoint, in eval mode on `map_location`, rebuilt from the
-    model config stored in it."""
-    # Imported here: vljepa.py uses this module's checks, so a module-level import would be circular.
-    from action100m.models.vljepa import VLJEPA
-
-    checkpoint = read_checkpoint(path, map_location)
-    meta = checkpoint.get(CHECKPOINT_KEY)
-    if not isinstance(meta, dict) or "model" not in meta:
-        raise ConfigError(
-            f"checkpoint {path}: not an action100m VL-JEPA checkpoint (no '{CHECKPOINT_KEY}' entry)"
-        )
-    model = VLJEPA(meta["model"])
-    check_compatible(checkpoint, model, f"checkpoint {path}")
-    model.load_state_dict(checkpoint["state_dict"])
-    model.samples_seen, model.skipped_samples = meta["samples_seen"], meta["skipped_samples"]
-    model.training_data = dict(meta.get("train", {}))  # empty in checkpoints saved before it was recorded
-    model.identity = dict(meta.get("identity", {}))  # likewise
-    return model.to(map_location).eval()

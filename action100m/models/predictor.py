@@ -15,7 +15,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from action100m.errors import ConfigError
 from action100m.models.config import TINY, PredictorConfig
 from action100m.models.hub import MASTER_DTYPE, load_or_fail
-from action100m.tiny_models import tiny_llama_config
+from action100m.tiny.models import tiny_llama_config
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

@@ -6,7 +6,7 @@ import torch
 from transformers import VJEPA2Model
 
 from action100m.errors import ConfigError
-from action100m.tiny_models import tiny_vjepa2
+from action100m.tiny.models import tiny_vjepa2
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -7,13 +7,15 @@ The interface evaluation uses: `num_frames`, `crop_size`, `preprocess` (uint8 fr
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from action100m.models.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION, check_compatible
+from action100m.errors import ConfigError
+from action100m.models.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION, check_compatible, read_checkpoint
 from action100m.models.config import ModelConfig, as_plain, model_config
 from action100m.models.loss import InfoNCE
 from action100m.models.optim import OptimConfig, build_optimizer, param_groups
@@ -139,3 +141,21 @@ class VLJEPA(L.LightningModule):
         self.run_id = meta["wandb_run_id"]
         self.training_data = dict(meta.get("train", {}))
         self.identity = dict(meta.get("identity", {}))  # empty in checkpoints saved before it was recorded
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VLJEPA:
+        """The model of a training checkpoint, in eval mode on `map_location`, rebuilt from the model
+        config stored in it."""
+        checkpoint = read_checkpoint(path, map_location)
+        meta = checkpoint.get(CHECKPOINT_KEY)
+        if not isinstance(meta, dict) or "model" not in meta:
+            raise ConfigError(
+                f"checkpoint {path}: not an action100m VL-JEPA checkpoint (no '{CHECKPOINT_KEY}' entry)"
+            )
+        model = cls(meta["model"])
+        check_compatible(checkpoint, model, f"checkpoint {path}")
+        model.load_state_dict(checkpoint["state_dict"])
+        model.samples_seen, model.skipped_samples = meta["samples_seen"], meta["skipped_samples"]
+        model.training_data = dict(meta.get("train", {}))  # empty in checkpoints saved before it was recorded
+        model.identity = dict(meta.get("identity", {}))  # likewise
+        return model.to(map_location).eval()

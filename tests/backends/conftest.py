@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from action100m.backends.tiny import tiny_gpt_oss, tiny_llm, tiny_mllama, tiny_perception_lm
+from action100m.tiny.backends import tiny_gpt_oss, tiny_llm, tiny_mllama, tiny_perception_lm
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from action100m.backends import BackendError, GenerationConfig, HTTPConfig, build_backend
-from action100m.backends.fake_server import EMPTY, HANG, MALFORMED, FakeChatServer
 from action100m.backends.http_backend import HTTPChatBackend
+from action100m.testing.fake_server import EMPTY, HANG, MALFORMED, FakeChatServer
 
 TRANSPORTS = ["aiohttp", "openai"]
 CONVERSATION = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]

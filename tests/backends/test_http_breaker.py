@@ -11,8 +11,8 @@ import time
 import pytest
 
 from action100m.backends import BackendError, GenerationConfig, HTTPConfig
-from action100m.backends.fake_server import EMPTY, LENGTH, FakeChatServer
 from action100m.backends.http_backend import HTTPChatBackend, read_servers_file
+from action100m.testing.fake_server import EMPTY, LENGTH, FakeChatServer
 from action100m.utils.atomic import write_text_atomic
 
 TRANSPORTS = ["aiohttp", "openai"]

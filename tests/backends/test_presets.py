@@ -8,8 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from action100m.backends import BackendConfig, BackendError, BackendKind, build_backend
-from action100m.backends.fake_server import FakeChatServer
 from action100m.errors import ConfigError
+from action100m.testing.fake_server import FakeChatServer
 
 PRESETS = sorted((Path(__file__).resolve().parents[2] / "configs" / "backend").glob("*.yaml"))
 PAPER_MODELS = {

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from action100m.backends import BackendError, GenerationConfig, TransformersConfig, VideoInput, build_backend
-from action100m.backends.tiny import tiny_llm
 from action100m.backends.transformers_backend import (
     TransformersImageCaptioner,
     TransformersLLM,
     TransformersVideoCaptioner,
     final_channel,
 )
+from action100m.tiny.backends import tiny_llm
 
 GREEDY = GenerationConfig(max_new_tokens=5)
 CONVERSATIONS = [

@@ -3,7 +3,7 @@ the reason, where SLURM cannot be installed or started (not root, no apt-get).""
 
 import pytest
 
-from action100m.cluster import ClusterUnavailable, cluster_down, cluster_running, cluster_up
+from action100m.cluster.slurm import ClusterUnavailable, cluster_down, cluster_running, cluster_up
 
 
 @pytest.fixture(scope="session")

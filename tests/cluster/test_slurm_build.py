@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from action100m.cluster import ROOT, job_info, sbatch, wait_job
+from action100m.cluster.slurm import ROOT, job_info, sbatch, wait_job
 from action100m.synth.generate import generate_dataset
 
 pytestmark = pytest.mark.cluster

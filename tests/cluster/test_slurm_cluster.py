@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from action100m.cluster import SCRIPT, sbatch, wait_job
+from action100m.cluster.slurm import SCRIPT, sbatch, wait_job
 
 pytestmark = pytest.mark.cluster
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from action100m.cluster import job_info, sbatch, wait_job
-from tests.data.shardset import demo_shards
+from action100m.cluster.slurm import job_info, sbatch, wait_job
+from tests.train.data.shardset import demo_shards
 
 pytestmark = pytest.mark.cluster
 

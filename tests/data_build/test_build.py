@@ -15,8 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from action100m.config import CONFIG_DIR
+from action100m.dataset.shards import read_tar
 from action100m.errors import ConfigError
-from action100m.shards import read_tar
 from action100m.synth.generate import generate_dataset
 from action100m.video.pattern import moving_square_frames
 from action100m.video.writer import write_video

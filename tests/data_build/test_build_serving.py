@@ -12,10 +12,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from action100m.backends import BackendConfig, GenerationConfig, HTTPConfig
-from action100m.backends.fake_server import FakeChatServer, echo
 from action100m.config import CONFIG_DIR
-from action100m.shards import read_tar
+from action100m.dataset.shards import read_tar
 from action100m.synth.generate import generate_dataset
+from action100m.testing.fake_server import FakeChatServer, echo
 from action100m.utils.atomic import write_text_atomic
 from data_build.build import BuildConfig, PendingFailures, run_build
 

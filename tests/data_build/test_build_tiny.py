@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from action100m.refine_answer import ANNOTATION_SCHEMA, AnswerRules, validate_answer
-from action100m.schema import VideoRecord
-from action100m.shards import read_tar
+from action100m.dataset.schema import VideoRecord
+from action100m.dataset.shards import read_tar
+from action100m.refine.answer import ANNOTATION_SCHEMA, AnswerRules, validate_answer
 from action100m.synth.generate import generate_dataset
 from data_build.build import run_build
 from data_build.refine import select_nodes

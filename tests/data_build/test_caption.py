@@ -3,13 +3,13 @@ import json
 import pytest
 
 from action100m.backends import GenerationConfig, HTTPConfig
-from action100m.backends.fake_server import FakeChatServer
 from action100m.backends.http_backend import HTTPChatBackend
-from action100m.backends.tiny import tiny_mllama, tiny_perception_lm
 from action100m.backends.transformers_backend import TransformersImageCaptioner, TransformersVideoCaptioner
-from action100m.schema import Node, VideoRecord
+from action100m.dataset.schema import Node, VideoRecord
 from action100m.synth.describer import DESCRIBER_ID, GroundTruthDescriber
 from action100m.synth.generate import generate_dataset
+from action100m.testing.fake_server import FakeChatServer
+from action100m.tiny.backends import tiny_mllama, tiny_perception_lm
 from action100m.video import DecordSource, open_video
 from data_build.caption import CaptionConfig, caption_records, caption_synthetic
 from data_build.segment import SegmentConfig, segment_videos

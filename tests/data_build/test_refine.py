@@ -16,13 +16,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from action100m.backends import LLM, BackendError, GenerationConfig, HTTPConfig
-from action100m.backends.fake_server import EMPTY, HANG, LENGTH, MALFORMED, OK, FakeChatServer, Reply
 from action100m.backends.http_backend import HTTPChatBackend
 from action100m.config import CONFIG_DIR
+from action100m.dataset.schema import NOT_APPLICABLE, Node, VideoRecord, read_official_json
 from action100m.errors import ConfigError
-from action100m.refine_answer import AnswerRules
-from action100m.refine_prompt import PROMPTS, PromptConfig
-from action100m.schema import NOT_APPLICABLE, Node, VideoRecord, read_official_json
+from action100m.refine.answer import AnswerRules
+from action100m.refine.prompt import PROMPTS, PromptConfig
+from action100m.testing.fake_server import EMPTY, HANG, LENGTH, MALFORMED, OK, FakeChatServer, Reply
 from data_build.refine import (
     KeepAnswers,
     Mode,

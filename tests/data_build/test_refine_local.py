@@ -9,10 +9,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from action100m.backends import GenerationConfig
-from action100m.backends.tiny import CHAT_TEMPLATE, tiny_gpt_oss, tiny_llm
 from action100m.backends.transformers_backend import TransformersLLM, bounded_grammar
-from action100m.refine_answer import ANNOTATION_SCHEMA, AnswerRules, parse_answer
-from action100m.tiny_models import SPECIAL_TOKENS, tiny_llama
+from action100m.refine.answer import ANNOTATION_SCHEMA, AnswerRules, parse_answer
+from action100m.tiny.backends import CHAT_TEMPLATE, tiny_gpt_oss, tiny_llm
+from action100m.tiny.models import SPECIAL_TOKENS, tiny_llama
 from data_build.refine import RefineConfig, refine_records
 from tests.data_build.test_refine import SELECTED, node_named, small_record
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from action100m.dataset.schema import VideoRecord
 from action100m.errors import ConfigError, StageError
 from action100m.models.vjepa2 import load_vjepa2
-from action100m.schema import VideoRecord
 from action100m.video import DecordSource, open_video
 from data_build.segment import (
     PixelFeatures,

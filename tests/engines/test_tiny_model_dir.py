@@ -6,8 +6,8 @@ import json
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from action100m.backends.tiny import tiny_llm_dir
 from action100m.cli import main
+from action100m.tiny.backends import tiny_llm_dir
 
 
 def test_same_seed_same_bytes_and_the_auto_classes_load_it(tmp_path):

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from action100m.backends import BackendError, build_backend
-from action100m.backends.tiny import tiny_llm_dir
-from action100m.refine_answer import ANNOTATION_SCHEMA, SHAPE, AnswerRules, validate_answer
-from action100m.refine_prompt import PromptConfig
+from action100m.refine.answer import ANNOTATION_SCHEMA, SHAPE, AnswerRules, validate_answer
+from action100m.refine.prompt import PromptConfig
+from action100m.tiny.backends import tiny_llm_dir
 from data_build.refine import RefineConfig, refine_records
 from tests.data_build.test_refine import SELECTED, node_named, small_record
 

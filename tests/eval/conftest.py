@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from action100m.cli import main as cli_main
 from action100m.eval.benchmarks import Source
-from action100m.eval.tiny_clip import save_tiny_clip
+from action100m.testing.tiny_clip import save_tiny_clip
 from action100m.video.pattern import moving_square_frames
 from action100m.video.transforms import preprocess_clip
 from action100m.video.writer import write_video

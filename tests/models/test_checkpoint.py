@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from action100m.errors import ConfigError
-from action100m.models import load_checkpoint
 from action100m.models.config import model_preset
 from action100m.models.vljepa import VLJEPA
 
@@ -23,7 +22,7 @@ def saved(tmp_path_factory):
 def test_a_checkpoint_rebuilds_its_model_from_plain_data(saved):
     model, checkpoint, path = saved
     assert isinstance(checkpoint["action100m"]["model"], dict)  # plain data, loadable with weights_only
-    loaded = load_checkpoint(path)
+    loaded = VLJEPA.from_checkpoint(path)
     assert not loaded.training and loaded.samples_seen == 96 and loaded.cfg == model.cfg
     assert loaded.identity == {"optim.lr": 5e-5, "seed": 0}  # the run it belongs to, for resumes
     clips = torch.randn(2, 8, 3, 32, 32)
@@ -34,13 +33,13 @@ def test_a_checkpoint_rebuilds_its_model_from_plain_data(saved):
 def test_what_is_not_a_loadable_checkpoint_is_named(saved, tmp_path):
     _, checkpoint, _ = saved
     with pytest.raises(ConfigError, match="no such file"):
-        load_checkpoint(tmp_path / "missing.ckpt")
+        VLJEPA.from_checkpoint(tmp_path / "missing.ckpt")
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
     with pytest.raises(ConfigError, match="unreadable"):
-        load_checkpoint(tmp_path / "text.ckpt")
+        VLJEPA.from_checkpoint(tmp_path / "text.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
     with pytest.raises(ConfigError, match="not an action100m VL-JEPA checkpoint"):
-        load_checkpoint(tmp_path / "foreign.ckpt")
+        VLJEPA.from_checkpoint(tmp_path / "foreign.ckpt")
     partial = {
         **checkpoint,
         "state_dict": {k: v for k, v in checkpoint["state_dict"].items() if "head" not in k},
@@ -49,4 +48,4 @@ def test_what_is_not_a_loadable_checkpoint_is_named(saved, tmp_path):
     with pytest.raises(
         ConfigError, match=r"model preset 'tiny': parameters missing in the checkpoint: .*head"
     ):
-        load_checkpoint(tmp_path / "partial.ckpt")
+        VLJEPA.from_checkpoint(tmp_path / "partial.ckpt")

@@ -16,7 +16,7 @@ from action100m.models.hub import model_path
 from action100m.models.predictor import Predictor, load_tokenizer
 from action100m.models.x_encoder import XEncoder
 from action100m.models.y_encoder import YEncoder
-from action100m.tiny_models import tiny_llama_config, tiny_vjepa2
+from action100m.tiny.models import tiny_llama_config, tiny_vjepa2
 
 
 def dtypes(module: torch.nn.Module, trainable_only: bool = True) -> set[torch.dtype]:

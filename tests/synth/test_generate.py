@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from action100m.cli import main
-from action100m.schema import validate_video_uid
+from action100m.dataset.schema import validate_video_uid
 from action100m.synth.generate import generate_dataset
 from action100m.video import open_video
 

@@ -1,8 +1,0 @@
-import pytest
-
-from tests.data.shardset import demo_shards
-
-
-@pytest.fixture(scope="session")
-def shards(tmp_path_factory):
-    return demo_shards(tmp_path_factory)
