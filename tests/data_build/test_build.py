@@ -20,7 +20,7 @@ from action100m.errors import ConfigError
 from action100m.synth.generate import generate_dataset
 from action100m.video.pattern import moving_square_frames
 from action100m.video.writer import write_video
-from data_build.build import run_build
+from data_build.run import run_build
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["segment.features=pixel", "samples_per_shard=2", "progress=false"]

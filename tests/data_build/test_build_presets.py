@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from action100m.config import CONFIG_DIR
-from data_build.build import BuildConfig
+from data_build.config import BuildConfig
 from data_build.refine import refine_config
 
 

@@ -17,7 +17,8 @@ from action100m.dataset.shards import read_tar
 from action100m.synth.generate import generate_dataset
 from action100m.testing.fake_server import FakeChatServer, echo
 from action100m.utils.atomic import write_text_atomic
-from data_build.build import BuildConfig, PendingFailures, run_build
+from data_build.config import BuildConfig
+from data_build.run import PendingFailures, run_build
 
 FAST = ["segment.features=pixel", "samples_per_shard=2", "progress=false", "caption.mode=models",
         "caption.frames_per_segment=2", "caption.segment_frame_size=32", "caption.image_short_side=32",
@@ -106,13 +107,13 @@ def test_a_moved_server_and_new_serving_settings_continue_the_build(synth, tmp_p
 
 
 def test_stage_hashes_follow_what_a_stage_outputs_and_nothing_else(synth, tmp_path):
-    from data_build.build import _stage_hashes
+    from data_build.cache import stage_hashes
 
     def hashes(*overrides: str, **settings) -> dict[str, str]:
         with FakeChatServer() as server:
             cfg = served_config(synth / "manifest.jsonl", tmp_path, server, *overrides, **settings)
         cfg.caption.segment_captioner.http.base_url = "http://node17:8001/v1"  # not where it was
-        return _stage_hashes(cfg, "input")
+        return stage_hashes(cfg, "input")
 
     base = hashes()
     assert hashes("segment.device=cuda", "caption.batch_nodes=1", concurrency=1, timeout_s=1) == base

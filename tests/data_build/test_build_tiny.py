@@ -10,8 +10,8 @@ from action100m.dataset.schema import VideoRecord
 from action100m.dataset.shards import read_tar
 from action100m.refine.answer import ANNOTATION_SCHEMA, AnswerRules, validate_answer
 from action100m.synth.generate import generate_dataset
-from data_build.build import run_build
 from data_build.refine import select_nodes
+from data_build.run import run_build
 from tests.data_build.test_build import build_config
 
 NO_FORM_RULES = AnswerRules(
