@@ -39,7 +39,7 @@ from action100m.train.data.module import plan_data  # noqa: E402
 from action100m.train.data.stream import NodeSample, NodeStream, StreamLoader  # noqa: E402
 from action100m.video import open_video  # noqa: E402
 from action100m.video.sampling import uniform_indices  # noqa: E402
-from data_build.build import run_build  # noqa: E402
+from data_build.run import run_build  # noqa: E402
 
 
 def build_shards(folder: Path, videos: int) -> Path:

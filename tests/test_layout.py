@@ -91,6 +91,42 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def defined_names(path: Path) -> set[str] | None:
+    """The names a module binds at its top level; None when a module `__getattr__` may supply any name."""
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == "__getattr__":
+                return None
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def test_every_project_import_names_what_exists():
+    """Moves leave no import (lazy ones in functions included) of a module or name that is gone."""
+    modules = module_files()
+    missing = []
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith(PACKAGES):
+                if node.module not in modules:
+                    missing.append(f"{module}: no module {node.module}")
+                    continue
+                names = defined_names(modules[node.module])
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" not in modules and names is not None and alias.name not in names:
+                        missing.append(f"{module}: {node.module} has no {alias.name}")
+            elif isinstance(node, ast.Import):
+                missing += [f"{module}: no module {a.name}" for a in node.names
+                            if a.name.startswith(PACKAGES) and a.name not in modules]  # fmt: skip
+    assert missing == []
+
+
 def test_circles_are_found():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []

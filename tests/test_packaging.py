@@ -20,7 +20,7 @@ import importlib, json, pkgutil, sys
 from hydra import compose, initialize_config_dir
 
 import action100m, data_build
-import data_build.build  # registers the build schema
+import data_build.config  # registers the build schema
 from action100m.config import CONFIG_DIR, load_config
 from action100m.eval.config import register_eval_configs
 from action100m.train.config import register_train_configs

@@ -64,9 +64,9 @@ def build_backend(cfg: BackendConfig | DictConfig | dict[str, Any]) -> ImageCapt
         Interface.llm: tb.TransformersLLM,
     }[interface]
     if cfg.model in TINY_MODELS:
-        from action100m.backends import tiny
+        from action100m.tiny import backends as tiny_backends
 
-        model, processor = getattr(tiny, TINY_MODELS[cfg.model])()
+        model, processor = getattr(tiny_backends, TINY_MODELS[cfg.model])()
         return backend_class(model, processor, cfg.model, cfg.generation, cfg.transformers)
     return backend_class.from_pretrained(cfg.model, cfg.transformers, cfg.generation)
 

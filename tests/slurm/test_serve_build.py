@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from action100m.config import CONFIG_DIR
-from data_build.build import BuildConfig  # registers the build schema
+from data_build.config import BuildConfig  # registers the build schema
 
 SLURM = Path(__file__).resolve().parents[2] / "slurm"
 SERVERS = (

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from action100m.config import CONFIG_DIR
 from action100m.synth.generate import generate_dataset
-from data_build.build import run_build
+from data_build.run import run_build
 
 VIDEOS = 8  # one per shard: 8 shards, so scales 0.25 ⊂ 0.5 ⊂ 1.0 are 2, 4 and 8 shards
 
