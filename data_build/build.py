@@ -29,13 +29,15 @@ from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from action100m.config import CONFIG_DIR  # noqa: E402
 from action100m.errors import Action100MError  # noqa: E402
 
 # Through data_build.config, this registers build_schema, the schema configs/build.yaml composes on.
 from data_build.run import RETRY_EXIT, PendingFailures, run_build  # noqa: E402
 
 
-@hydra.main(config_path="../configs", config_name="build", version_base="1.3")
+# The package's configs (not a path beside this file): an installed wheel has no checkout around it.
+@hydra.main(config_path=str(CONFIG_DIR), config_name="build", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         summary = run_build(OmegaConf.to_object(cfg))
@@ -54,8 +56,6 @@ def configured_backends(keys: list[str], overrides: list[str]) -> list[str]:
     has none: its captions are synthetic and its refinement direct). slurm/build.sh asks, so that it
     hands a server's address only to backends there are."""
     from hydra import compose, initialize_config_dir
-
-    from action100m.config import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("build", overrides=overrides)

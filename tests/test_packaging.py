@@ -106,3 +106,7 @@ def test_the_wheel_carries_configs_and_pipeline_and_works_from_elsewhere(tmp_pat
     assert {"data_build.build", "data_build.segment", "data_build.caption", "data_build.refine"} <= set(
         found["modules"]
     )
+    build = subprocess.run([sys.executable, "-m", "data_build.build", "--cfg", "job", "build=paper", "input=m.jsonl",
+                            "output=out"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert "preset: paper" in build.stdout and "rounds: 3" in build.stdout
