@@ -26,9 +26,15 @@ def _synth(args: argparse.Namespace) -> int:
     from action100m.synth.generate import format_summary, generate_dataset
 
     summary = generate_dataset(
-        args.out, args.videos, args.seed, benchmark_clips=args.benchmark_clips, size=args.size, fps=args.fps,
-        overwrite=args.overwrite, progress=True,
-    )  # fmt: skip
+        args.out,
+        args.videos,
+        args.seed,
+        benchmark_clips=args.benchmark_clips,
+        size=args.size,
+        fps=args.fps,
+        overwrite=args.overwrite,
+        progress=True,
+    )
     print(format_summary(summary))
     return 0
 
@@ -48,16 +54,20 @@ def _official_import(args: argparse.Namespace) -> int:
     if args.crf is not None and not reencode:
         raise UsageError("--crf needs --reencode-short-side or --reencode-fps")
     options = ImportOptions(
-        samples_per_shard=args.samples_per_shard, video=not args.no_video,
-        reencode_short_side=args.reencode_short_side, reencode_fps=args.reencode_fps,
+        samples_per_shard=args.samples_per_shard,
+        video=not args.no_video,
+        reencode_short_side=args.reencode_short_side,
+        reencode_fps=args.reencode_fps,
         crf=23 if args.crf is None else args.crf,
-    )  # fmt: skip
+    )
     summary = import_official(
         args.annotations, args.videos, args.out, options, args.retry_failed, progress=True
     )
-    print(f"official import: {summary['built']} shards built, {summary['skipped']} already done; "
-          f"{summary['samples']} videos, {summary['nodes']} nodes, {summary['failures']} failures "
-          f"(see {Path(args.out) / 'failures.jsonl'}) -> {Path(args.out) / 'shards'}")  # fmt: skip
+    print(
+        f"official import: {summary['built']} shards built, {summary['skipped']} already done; "
+        f"{summary['samples']} videos, {summary['nodes']} nodes, {summary['failures']} failures "
+        f"(see {Path(args.out) / 'failures.jsonl'}) -> {Path(args.out) / 'shards'}"
+    )
     return 0
 
 
@@ -109,10 +119,11 @@ def _add_official(commands: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(func=_official_export)
     imp = actions.add_parser(
-        "import", help="release annotations + your videos -> training shards",
+        "import",
+        help="release annotations + your videos -> training shards",
         description="Records are checked against the schema only, never against the videos: your copy of a "
         "video may be cut or encoded differently from the one the release was made from.",
-    )  # fmt: skip
+    )
     imp.add_argument(
         "--annotations", "--parquet", required=True, metavar="FILE", help="release .parquet, .json or .jsonl"
     )

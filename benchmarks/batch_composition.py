@@ -44,9 +44,17 @@ PER_SHARD, MEAN_NODES, OLD_BUFFER = 100, 40, 1000
 
 def node(uid: str, node_id: str, parent: str | None, level: int, start: float, end: float) -> dict:
     brief = f"{uid} {node_id}"
-    return {"node_id": node_id, "parent_id": parent, "level": level, "start": start, "end": end,
-            "annotation": {"summary": {"brief": brief, "detailed": brief},
-                           "action": {"brief": brief, "detailed": brief, "actor": "a person"}}}  # fmt: skip
+    return {
+        "node_id": node_id,
+        "parent_id": parent,
+        "level": level,
+        "start": start,
+        "end": end,
+        "annotation": {
+            "summary": {"brief": brief, "detailed": brief},
+            "action": {"brief": brief, "detailed": brief, "actor": "a person"},
+        },
+    }
 
 
 def record(uid: str, nodes: int, rng: random.Random) -> dict:
@@ -63,8 +71,12 @@ def record(uid: str, nodes: int, rng: random.Random) -> dict:
         span = (edges[m + 1] - edges[m]) / max(1, share)
         for k, leaf in enumerate(range(m, leaves, middles)):
             tree.append(node(uid, f"l{leaf}", f"m{m}", 2, edges[m] + k * span, edges[m] + (k + 1) * span))
-    return {"video_uid": uid, "metadata": {"duration": duration}, "nodes": tree,
-            "source_path": f"/videos/{uid}.mp4"}  # fmt: skip
+    return {
+        "video_uid": uid,
+        "metadata": {"duration": duration},
+        "nodes": tree,
+        "source_path": f"/videos/{uid}.mp4",
+    }
 
 
 def shard_set(root: Path, videos: int, seed: int) -> tuple[list[str], list[int]]:
@@ -102,16 +114,18 @@ def pair_rate(keys: list[str], batch: int) -> float:
 def old_order(stream: NodeStream, epoch: int, index: int, count: int) -> list[str]:
     """The node keys of the previous pipeline's stream, in order (its shuffle buffer: OLD_BUFFER)."""
     rng = random.Random(f"{stream.seed}:{stream.rank}:{epoch}:{index}")
-    shards = wds.ResampledShards(stream.shards, seed=rng.randrange(2**31), worker_seed=lambda: 0,
-                                 deterministic=True)  # fmt: skip
+    shards = wds.ResampledShards(
+        stream.shards, seed=rng.randrange(2**31), worker_seed=lambda: 0, deterministic=True
+    )
 
     def nodes(samples):
         for sample in samples:
             rec = VideoRecord.from_json(sample["json"])
             yield from (f"{rec.video_uid}/{n.node_id}" for n in rec.nodes)
 
-    pipeline = wds.DataPipeline(shards, wds.tarfile_to_samples(), nodes,
-                                wds.shuffle(OLD_BUFFER, initial=OLD_BUFFER, rng=rng))  # fmt: skip
+    pipeline = wds.DataPipeline(
+        shards, wds.tarfile_to_samples(), nodes, wds.shuffle(OLD_BUFFER, initial=OLD_BUFFER, rng=rng)
+    )
     return list(islice(iter(pipeline), count))
 
 
@@ -142,9 +156,11 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     shards, sizes = shard_set(root, videos, args.seed)
     cfg = preset(str(root))
-    print(f"shard set: {len(sizes)} videos, {sum(sizes)} nodes ({sum(sizes) / len(sizes):.1f} a video), "
-          f"{len(shards)} shards; preset: batch {cfg.batch_size}, {cfg.num_workers} workers, shuffle_buffer "
-          f"{cfg.shuffle_buffer} nodes, open_shards {cfg.open_shards} ({time.perf_counter() - started:.1f} s)")  # fmt: skip
+    print(
+        f"shard set: {len(sizes)} videos, {sum(sizes)} nodes ({sum(sizes) / len(sizes):.1f} a video), "
+        f"{len(shards)} shards; preset: batch {cfg.batch_size}, {cfg.num_workers} workers, shuffle_buffer "
+        f"{cfg.shuffle_buffer} nodes, open_shards {cfg.open_shards} ({time.perf_counter() - started:.1f} s)"
+    )
     stream = NodeStream(shards, cfg, FieldMix(cfg.text_fields), None, 0, cfg.epoch_batches, cfg.seed)
     workers, batch, big = range(max(1, cfg.num_workers)), cfg.batch_size, 384
     new = [pair_rate(new_order(stream, 0, w, batch * per_worker), batch) for w in workers]
@@ -152,13 +168,19 @@ def main() -> None:
     wide = [pair_rate(new_order(stream, 0, w, big * max(4, per_worker // 4)), big) for w in workers[:3]]
     rate, old_rate, wide_rate = (sum(r) / len(r) for r in (new, old, wide))
     uniform = uniform_rate(sizes)
-    print(f"  same-video pair rate, batch {cfg.batch_size}: new {rate:.2e}, old {old_rate:.2e}, uniform "
-          f"{uniform:.2e} (new/uniform {rate / uniform:.2f}, old/uniform {old_rate / uniform:.0f})")  # fmt: skip
-    print(f"  at batch {big}: new {wide_rate:.2e} ({wide_rate / uniform:.1f}x uniform; a same-video "
-          f"companion per sample: {wide_rate * (big - 1):.2f} new vs {old_rate * (big - 1):.1f} old)")  # fmt: skip
-    print(f"RESULT same_video_pair_rate={rate:.3g} uniform_rate={uniform:.3g} old_pipeline_rate={old_rate:.3g} "
-          f"ratio_to_uniform={rate / uniform:.2f} old_ratio_to_uniform={old_rate / uniform:.1f} "
-          f"rate_batch{big}={wide_rate:.3g} seconds={time.perf_counter() - started:.1f}")  # fmt: skip
+    print(
+        f"  same-video pair rate, batch {cfg.batch_size}: new {rate:.2e}, old {old_rate:.2e}, uniform "
+        f"{uniform:.2e} (new/uniform {rate / uniform:.2f}, old/uniform {old_rate / uniform:.0f})"
+    )
+    print(
+        f"  at batch {big}: new {wide_rate:.2e} ({wide_rate / uniform:.1f}x uniform; a same-video "
+        f"companion per sample: {wide_rate * (big - 1):.2f} new vs {old_rate * (big - 1):.1f} old)"
+    )
+    print(
+        f"RESULT same_video_pair_rate={rate:.3g} uniform_rate={uniform:.3g} old_pipeline_rate={old_rate:.3g} "
+        f"ratio_to_uniform={rate / uniform:.2f} old_ratio_to_uniform={old_rate / uniform:.1f} "
+        f"rate_batch{big}={wide_rate:.3g} seconds={time.perf_counter() - started:.1f}"
+    )
 
 
 if __name__ == "__main__":

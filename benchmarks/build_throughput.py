@@ -25,8 +25,14 @@ def build(videos: int, folder: Path) -> tuple[float, float, dict]:
     synth = folder / f"synth{videos}"
     generate_dataset(synth, videos=videos, seed=0)
     out = folder / f"out{videos}"
-    command = [sys.executable, str(ROOT / "data_build" / "build.py"), f"input={synth / 'manifest.jsonl'}",
-               f"output={out}", "build=demo", "progress=false"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "data_build" / "build.py"),
+        f"input={synth / 'manifest.jsonl'}",
+        f"output={out}",
+        "build=demo",
+        "progress=false",
+    ]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -45,13 +51,17 @@ def main() -> None:
         runs = {n: build(n, Path(tmp)) for n in (small, large)}
     for n, (seconds, rss, summary) in runs.items():
         split = ", ".join(f"{stage} {s:.1f} s" for stage, s in summary["stage_seconds"].items())
-        print(f"{n:4d} videos: {seconds:6.1f} s ({60 * n / seconds:5.1f} videos/min), peak RSS {rss:6.0f} MiB, "
-              f"{summary['nodes']} nodes, {summary['annotated_nodes']} annotated; {split}")  # fmt: skip
+        print(
+            f"{n:4d} videos: {seconds:6.1f} s ({60 * n / seconds:5.1f} videos/min), peak RSS {rss:6.0f} MiB, "
+            f"{summary['nodes']} nodes, {summary['annotated_nodes']} annotated; {split}"
+        )
     seconds, rss_large, summary = runs[large]
     stage_total = sum(summary["stage_seconds"].values())
     shares = " ".join(f"{stage}_share={s / stage_total:.2f}" for stage, s in summary["stage_seconds"].items())
-    print(f"RESULT videos_per_min={60 * large / seconds:.1f} rss_ratio_{large}_{small}={rss_large / runs[small][1]:.2f} "
-          f"{shares}")  # fmt: skip
+    print(
+        f"RESULT videos_per_min={60 * large / seconds:.1f} rss_ratio_{large}_{small}={rss_large / runs[small][1]:.2f} "
+        f"{shares}"
+    )
 
 
 if __name__ == "__main__":

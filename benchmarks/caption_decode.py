@@ -80,8 +80,10 @@ def main() -> None:
         [tree] = segment_videos([("long", open_video(path))], SegmentConfig(features="pixel"))
         record = VideoRecord("long", {"duration": info.duration}, tree.nodes)
         leaves = record.leaves()
-        print(f"video {info.width}x{info.height}, {info.num_frames} frames, {info.duration:.0f} s; "
-              f"tree of {len(record.nodes)} nodes, {len(leaves)} leaves")  # fmt: skip
+        print(
+            f"video {info.width}x{info.height}, {info.num_frames} frames, {info.duration:.0f} s; "
+            f"tree of {len(record.nodes)} nodes, {len(leaves)} leaves"
+        )
 
         cfg = CaptionConfig()
         start = time.perf_counter()
@@ -93,8 +95,10 @@ def main() -> None:
         unique_needed = result.frames_decoded
 
         # the same frames and the same preprocessing, each node decoding its own frames
-        per_node = [(uniform_indices(n.start, n.end, info.fps, info.num_frames, cfg.frames_per_segment), True)
-                    for n in record.nodes]  # fmt: skip
+        per_node = [
+            (uniform_indices(n.start, n.end, info.fps, info.num_frames, cfg.frames_per_segment), True)
+            for n in record.nodes
+        ]
         per_node += [([mid_frame_index(n.start, n.end, info.fps, info.num_frames)], False) for n in leaves]
         CountingPyAVSource.produced = 0
         start = time.perf_counter()
@@ -107,13 +111,17 @@ def main() -> None:
         per_node_s = time.perf_counter() - start
         per_node_decoded = CountingPyAVSource.produced
 
-    print(f"one pass : {one_pass_s:6.2f} s, decoded {one_pass_decoded} frames for {unique_needed} distinct "
-          f"needed ({result.frames_needed} with repeats across nodes)")  # fmt: skip
+    print(
+        f"one pass : {one_pass_s:6.2f} s, decoded {one_pass_decoded} frames for {unique_needed} distinct "
+        f"needed ({result.frames_needed} with repeats across nodes)"
+    )
     print(f"per node : {per_node_s:6.2f} s, decoded {per_node_decoded} frames")
     decoded_per_needed = one_pass_decoded / unique_needed
     speedup = per_node_s / one_pass_s
-    print(f"RESULT decoded_per_needed={decoded_per_needed:.3f} onepass_speedup={speedup:.1f} "
-          f"per_node_decoded_per_needed={per_node_decoded / unique_needed:.1f}")  # fmt: skip
+    print(
+        f"RESULT decoded_per_needed={decoded_per_needed:.3f} onepass_speedup={speedup:.1f} "
+        f"per_node_decoded_per_needed={per_node_decoded / unique_needed:.1f}"
+    )
 
 
 if __name__ == "__main__":

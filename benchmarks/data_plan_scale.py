@@ -77,8 +77,13 @@ def generate(root: Path, videos: int, seed: int) -> dict:
         count = min(PER_SHARD, videos - index * PER_SHARD)
         data, shard_nodes = shard_scan(np.random.default_rng([seed, index]), count)
         sha256 = hashlib.sha256(f"{seed}:{index}".encode()).hexdigest()
-        marker = {"shard": name, "samples": count, "sha256": sha256, "config_hash": "synthetic",
-                  "stats": {"videos": count, "nodes": shard_nodes}}  # fmt: skip
+        marker = {
+            "shard": name,
+            "samples": count,
+            "sha256": sha256,
+            "config_hash": "synthetic",
+            "stats": {"videos": count, "nodes": shard_nodes},
+        }
         (root / "shards" / name).touch()
         (root / "shards" / f"{name}.done").write_text(json.dumps(marker))
         target = scan_path(root / "cache", root / "shards" / name, sha256)
@@ -108,8 +113,13 @@ print(json.dumps({"seconds": finished - imported, "import_seconds": imported - s
 
 
 def child(root: Path, what: str, min_duration: float = 0.0) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(min_duration), what], check=True,
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root), str(min_duration), what],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -126,28 +136,40 @@ def main() -> None:
     root = args.workdir / f"data_plan_scale-{videos}-{args.seed}-v{SCAN_VERSION}"
     started = time.perf_counter()
     size = generate(root, videos, args.seed)
-    print(f"release: {size['videos']} videos, {size['nodes']} nodes, {size['shards']} shards in {root} "
-          f"(ready in {time.perf_counter() - started:.1f} s)")  # fmt: skip
+    print(
+        f"release: {size['videos']} videos, {size['nodes']} nodes, {size['shards']} shards in {root} "
+        f"(ready in {time.perf_counter() - started:.1f} s)"
+    )
     shutil.rmtree(root / "cache" / "plan", ignore_errors=True)
     plan = child(root, "plan")
     filtered = child(root, "plan", 8.0)
     rank = child(root, "plan")
     resample = child(root, "resample")
     floor = child(root, "import")
-    print(f"  plan (first rank): {plan['seconds']:.2f} s, peak RSS {plan['peak_rss_mb']:.0f} MB; "
-          f"{plan['plan']['samples']} samples")  # fmt: skip
-    print(f"  plan with min_duration=8 (reads per-node durations): {filtered['seconds']:.2f} s, "
-          f"peak RSS {filtered['peak_rss_mb']:.0f} MB; {filtered['plan']['samples']} samples")  # fmt: skip
-    print(f"  second rank (cached plan): {rank['seconds']:.2f} s, peak RSS {rank['peak_rss_mb']:.0f} MB "
-          f"(importing the planner alone: {floor['peak_rss_mb']:.0f} MB)")  # fmt: skip
-    print(f"  plan with resampling on (counts every brief action): {resample['seconds']:.2f} s, "
-          f"peak RSS {resample['peak_rss_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"  plan (first rank): {plan['seconds']:.2f} s, peak RSS {plan['peak_rss_mb']:.0f} MB; "
+        f"{plan['plan']['samples']} samples"
+    )
+    print(
+        f"  plan with min_duration=8 (reads per-node durations): {filtered['seconds']:.2f} s, "
+        f"peak RSS {filtered['peak_rss_mb']:.0f} MB; {filtered['plan']['samples']} samples"
+    )
+    print(
+        f"  second rank (cached plan): {rank['seconds']:.2f} s, peak RSS {rank['peak_rss_mb']:.0f} MB "
+        f"(importing the planner alone: {floor['peak_rss_mb']:.0f} MB)"
+    )
+    print(
+        f"  plan with resampling on (counts every brief action): {resample['seconds']:.2f} s, "
+        f"peak RSS {resample['peak_rss_mb']:.0f} MB"
+    )
     assert rank["plan"] == plan["plan"], "the cached plan differs from the computed one"
-    print(f"RESULT plan_seconds={plan['seconds']:.2f} plan_peak_rss_mb={plan['peak_rss_mb']:.0f} "
-          f"rank_rss_mb={rank['peak_rss_mb']:.0f} rank_seconds={rank['seconds']:.2f} "
-          f"filtered_plan_seconds={filtered['seconds']:.2f} filtered_plan_peak_rss_mb={filtered['peak_rss_mb']:.0f} "
-          f"resample_plan_seconds={resample['seconds']:.2f} resample_plan_peak_rss_mb={resample['peak_rss_mb']:.0f} "
-          f"import_rss_mb={floor['peak_rss_mb']:.0f} nodes={size['nodes']}")  # fmt: skip
+    print(
+        f"RESULT plan_seconds={plan['seconds']:.2f} plan_peak_rss_mb={plan['peak_rss_mb']:.0f} "
+        f"rank_rss_mb={rank['peak_rss_mb']:.0f} rank_seconds={rank['seconds']:.2f} "
+        f"filtered_plan_seconds={filtered['seconds']:.2f} filtered_plan_peak_rss_mb={filtered['peak_rss_mb']:.0f} "
+        f"resample_plan_seconds={resample['seconds']:.2f} resample_plan_peak_rss_mb={resample['peak_rss_mb']:.0f} "
+        f"import_rss_mb={floor['peak_rss_mb']:.0f} nodes={size['nodes']}"
+    )
 
 
 if __name__ == "__main__":

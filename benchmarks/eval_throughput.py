@@ -93,9 +93,15 @@ def main() -> None:
         import action100m.eval.encoders as encoders
 
         encoders.CLIPEncoder = CountingCLIP  # run_eval builds its encoder through this name
-        overrides = [f"zero_shot.root={root}", "encoder=clip", f"encoder.model={model}",
-                     f"output_dir={folder / 'runs'}", f"cache_dir={folder / 'cache'}",
-                     "zero_shot.templates=clip_kinetics700", "progress=false"]  # fmt: skip
+        overrides = [
+            f"zero_shot.root={root}",
+            "encoder=clip",
+            f"encoder.model={model}",
+            f"output_dir={folder / 'runs'}",
+            f"cache_dir={folder / 'cache'}",
+            "zero_shot.templates=clip_kinetics700",
+            "progress=false",
+        ]
         CountingCLIP.texts = 0
         first = run_eval(eval_config("zero_shot=synth", *overrides))["results"][0]
         first_texts = CountingCLIP.texts
@@ -104,16 +110,26 @@ def main() -> None:
     classes, templates = first["num_classes"], len(first["protocol"]["templates"])
     passes = first_texts / (classes * templates)
     decode_rate, eval_rate = count / decode_seconds, count / eval_seconds
-    print(f"decode only: {count} clips x {FRAMES} frames in {decode_seconds:.2f} s "
-          f"({decode_rate:.1f} clips/s, {WORKERS} workers)")  # fmt: skip
-    print(f"eval:        {count} clips in {eval_seconds:.2f} s ({eval_rate:.1f} clips/s, tiny CLIP, "
-          f"{WORKERS} workers, batch {BATCH})")  # fmt: skip
-    print(f"full run:    {first['seconds']:.2f} s for {count} clips with {templates} templates; "
-          f"top-1 {100 * first['metrics']['top1']:.1f}% (random model)")  # fmt: skip
-    print(f"Y-encoder:   {first_texts} texts for {classes} classes x {templates} templates in the run, "
-          f"{cached_texts} in the rerun (class embeddings cached)")  # fmt: skip
-    print(f"RESULT eval_vs_decode={eval_rate / decode_rate:.2f} yencoder_passes_per_class={passes:.2f} "
-          f"yencoder_passes_per_class_cached={cached_texts / (classes * templates):.2f}")  # fmt: skip
+    print(
+        f"decode only: {count} clips x {FRAMES} frames in {decode_seconds:.2f} s "
+        f"({decode_rate:.1f} clips/s, {WORKERS} workers)"
+    )
+    print(
+        f"eval:        {count} clips in {eval_seconds:.2f} s ({eval_rate:.1f} clips/s, tiny CLIP, "
+        f"{WORKERS} workers, batch {BATCH})"
+    )
+    print(
+        f"full run:    {first['seconds']:.2f} s for {count} clips with {templates} templates; "
+        f"top-1 {100 * first['metrics']['top1']:.1f}% (random model)"
+    )
+    print(
+        f"Y-encoder:   {first_texts} texts for {classes} classes x {templates} templates in the run, "
+        f"{cached_texts} in the rerun (class embeddings cached)"
+    )
+    print(
+        f"RESULT eval_vs_decode={eval_rate / decode_rate:.2f} yencoder_passes_per_class={passes:.2f} "
+        f"yencoder_passes_per_class_cached={cached_texts / (classes * templates):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -89,8 +89,11 @@ def main() -> None:
                 else:
                     rate = backend_rate(name, url, model, concurrency, count)
                 ratios[f"{name}_c{concurrency}"] = rate / capacity
-                print(f"C={concurrency:4d} L={args.latency:g}s {name:13s} {rate:7.1f} req/s "
-                      f"of {capacity:6.1f}: {rate / capacity:.2f}", flush=True)  # fmt: skip
+                print(
+                    f"C={concurrency:4d} L={args.latency:g}s {name:13s} {rate:7.1f} req/s "
+                    f"of {capacity:6.1f}: {rate / capacity:.2f}",
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait(timeout=10)

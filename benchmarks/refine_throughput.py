@@ -36,14 +36,23 @@ from action100m.testing.fake_server import FakeChatServer  # noqa: E402
 from data_build.refine import RefineConfig, refine_records, select_nodes  # noqa: E402
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "action100m_official" / "hySSAAw4t24.json"
-ANSWER = json.dumps({
-    "summary": {"brief": "A person stirs a pot of soup on the stove.",
-                "detailed": "A person in a blue apron stirs a pot of tomato soup with a wooden spoon."},
-    "action": {"brief": "stir the soup", "detailed": "Stir the soup slowly with a wooden spoon.",
-               "actor": "a person in a blue apron"},
-})  # fmt: skip
-CAPTION = ("A person in a blue apron stands at a stove and stirs a pot of soup with a wooden spoon. "
-           "Steam rises from the pot while the camera stays on the counter.")  # fmt: skip
+ANSWER = json.dumps(
+    {
+        "summary": {
+            "brief": "A person stirs a pot of soup on the stove.",
+            "detailed": "A person in a blue apron stirs a pot of tomato soup with a wooden spoon.",
+        },
+        "action": {
+            "brief": "stir the soup",
+            "detailed": "Stir the soup slowly with a wooden spoon.",
+            "actor": "a person in a blue apron",
+        },
+    }
+)
+CAPTION = (
+    "A person in a blue apron stands at a stove and stirs a pot of soup with a wooden spoon. "
+    "Steam rises from the pot while the camera stays on the counter."
+)
 
 
 def serve(latency: float) -> None:
@@ -66,8 +75,18 @@ def synthetic_record(uid: str, depth: int = 6) -> VideoRecord:
     while spans:
         node_id, parent, level, start, end = spans.pop()
         leaf = level == depth - 1
-        nodes.append(Node(node_id, parent, level, start, end, frame_caption=CAPTION if leaf else None,
-                          segment_caption=CAPTION, action_label="stir the soup"))  # fmt: skip
+        nodes.append(
+            Node(
+                node_id,
+                parent,
+                level,
+                start,
+                end,
+                frame_caption=CAPTION if leaf else None,
+                segment_caption=CAPTION,
+                action_label="stir the soup",
+            )
+        )
         if not leaf:
             middle = (start + end) / 2
             spans += [
@@ -122,9 +141,11 @@ def saturation(url: str, model: str, args: argparse.Namespace, videos: int, batc
     capacity = args.concurrency / args.latency
     rate = result.llm_calls / elapsed
     path = "one batch per round" if batch_only else "one request per call"
-    print(f"{path:20s}: {result.selected} nodes, {result.llm_calls} calls in {elapsed:.2f} s: "
-          f"{rate:.0f} calls/s ({rate / args.rounds:.0f} nodes/s) of {capacity:.0f}: {rate / capacity:.2f}",
-          flush=True)  # fmt: skip
+    print(
+        f"{path:20s}: {result.selected} nodes, {result.llm_calls} calls in {elapsed:.2f} s: "
+        f"{rate:.0f} calls/s ({rate / args.rounds:.0f} nodes/s) of {capacity:.0f}: {rate / capacity:.2f}",
+        flush=True,
+    )
     return rate / capacity
 
 
@@ -142,9 +163,11 @@ def prompt_tokens() -> float | None:
     tokens = np.array([builder.build(record, node, children).tokens for node in nodes])
     full = np.array([untrimmed.build(record, node, children).tokens for node in nodes])
     p50, p95 = np.percentile(tokens, [50, 95])
-    print(f"prompt tokens on the official sample ({len(nodes)} nodes, {TokenCounter().name}): p50 {p50:.0f}, "
-          f"p95 {p95:.0f}, max {tokens.max()} of the budget {cfg.token_budget}; "
-          f"{(full > tokens).sum()} nodes trimmed (untrimmed p95 {np.percentile(full, 95):.0f}, max {full.max()})")  # fmt: skip
+    print(
+        f"prompt tokens on the official sample ({len(nodes)} nodes, {TokenCounter().name}): p50 {p50:.0f}, "
+        f"p95 {p95:.0f}, max {tokens.max()} of the budget {cfg.token_budget}; "
+        f"{(full > tokens).sum()} nodes trimmed (untrimmed p95 {np.percentile(full, 95):.0f}, max {full.max()})"
+    )
     return float(p95)
 
 

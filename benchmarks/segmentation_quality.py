@@ -60,9 +60,11 @@ def quality(root: Path) -> dict[str, dict[str, float]]:
         scores = [score_tree(tree, truth) for tree, truth in zip(trees, truths, strict=True)]
         results[name] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
         results[name]["nodes"] = float(np.mean([len(t.nodes) for t in trees]))
-        print(f"{name:20s} F1 {results[name]['f1']:.3f}  P {results[name]['precision']:.3f}  "
-              f"R {results[name]['recall']:.3f}  mIoU {results[name]['miou']:.3f}  "
-              f"nodes/video {results[name]['nodes']:.0f}  ({time.perf_counter() - start:.1f} s)")  # fmt: skip
+        print(
+            f"{name:20s} F1 {results[name]['f1']:.3f}  P {results[name]['precision']:.3f}  "
+            f"R {results[name]['recall']:.3f}  mIoU {results[name]['miou']:.3f}  "
+            f"nodes/video {results[name]['nodes']:.0f}  ({time.perf_counter() - start:.1f} s)"
+        )
     return results
 
 

@@ -44,12 +44,18 @@ def main() -> None:
         frames += sum(1 for _ in render_frames(video_spec(0, index)))
     drawing = time.perf_counter() - started
     per_second = videos / total
-    print(f"SynthActions, {videos} videos at 128x128, 10 fps, on one core "
-          f"({summary['seconds_of_video'] / 60:.1f} min of video, {frames} frames, {summary['steps']} steps)")  # fmt: skip
-    print(f"  generate (sample, draw, encode H.264, narrate, write): {total:.2f} s = {per_second:.1f} videos/s, "
-          f"{frames / total:.0f} frames/s")  # fmt: skip
-    print(f"  of which sampling and drawing frames: {drawing:.2f} s ({100 * drawing / total:.0f}%), "
-          f"{frames / drawing:.0f} frames/s")  # fmt: skip
+    print(
+        f"SynthActions, {videos} videos at 128x128, 10 fps, on one core "
+        f"({summary['seconds_of_video'] / 60:.1f} min of video, {frames} frames, {summary['steps']} steps)"
+    )
+    print(
+        f"  generate (sample, draw, encode H.264, narrate, write): {total:.2f} s = {per_second:.1f} videos/s, "
+        f"{frames / total:.0f} frames/s"
+    )
+    print(
+        f"  of which sampling and drawing frames: {drawing:.2f} s ({100 * drawing / total:.0f}%), "
+        f"{frames / drawing:.0f} frames/s"
+    )
     measured = "measured" if videos == 200 else f"extrapolated from {videos}"
     seconds_for_200 = total if videos == 200 else 200 / per_second
     print(f"  200 videos: {seconds_for_200:.1f} s ({measured})")

@@ -45,8 +45,16 @@ from data_build.run import run_build  # noqa: E402
 def build_shards(folder: Path, videos: int) -> Path:
     generate_dataset(folder / "synth", videos=videos, seed=0)
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("build", overrides=[f"input={folder / 'synth' / 'manifest.jsonl'}", f"output={folder / 'out'}",
-                                          "segment.features=pixel", "samples_per_shard=2", "progress=false"])  # fmt: skip
+        cfg = compose(
+            "build",
+            overrides=[
+                f"input={folder / 'synth' / 'manifest.jsonl'}",
+                f"output={folder / 'out'}",
+                "segment.features=pixel",
+                "samples_per_shard=2",
+                "progress=false",
+            ],
+        )
     run_build(OmegaConf.to_object(cfg))
     return folder / "out"
 
@@ -54,8 +62,13 @@ def build_shards(folder: Path, videos: int) -> Path:
 def train_config(shards: Path, batch: int, crop: int):
     """The tiny preset and the CPU trainer, with the demo's text fields."""
     register_train_configs()
-    overrides = [f"data.shards={shards}", f"data.batch_size={batch}", f"model.crop_size={crop}",
-                 "+data.text_fields.action_label=1.0", "data.shuffle_buffer=500"]  # fmt: skip
+    overrides = [
+        f"data.shards={shards}",
+        f"data.batch_size={batch}",
+        f"model.crop_size={crop}",
+        "+data.text_fields.action_label=1.0",
+        "data.shuffle_buffer=500",
+    ]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return OmegaConf.to_object(compose("train", overrides=overrides))
 
@@ -129,9 +142,19 @@ class StepClock(L.Callback):
 
 def lightning_seconds(model: VLJEPA, batches: list[dict], clip: float) -> float:
     clock = StepClock()
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[clock],
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        gradient_clip_val=clip, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=len(batches),
+        logger=False,
+        callbacks=[clock],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=clip,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(model, train_dataloaders=Replay(batches))
     return clock.seconds
 
@@ -166,12 +189,18 @@ def main() -> None:
             plain.append(plain_seconds(VLJEPA(cfg.model, cfg.optim), batches, clip))
             torch.manual_seed(0)
             lightning.append(lightning_seconds(VLJEPA(cfg.model, cfg.optim), batches, clip))
-    print(f"data: {len(plan.subset.shards)} shards, {plan.subset.videos} videos, {plan.scan.samples} samples; "
-          f"batch {args.batch}, {cfg.data.num_frames} frames at {cfg.data.crop_size}px")  # fmt: skip
-    print(f"loader: {median(loader):.1f} clips/s (one process); decoding the same frames alone: "
-          f"{median(decode):.1f} clips/s")  # fmt: skip
-    print(f"train step: plain PyTorch {1000 * median(plain):.1f} ms ({args.batch / median(plain):.0f} samples/s), "
-          f"Lightning {1000 * median(lightning):.1f} ms ({args.batch / median(lightning):.0f} samples/s)")  # fmt: skip
+    print(
+        f"data: {len(plan.subset.shards)} shards, {plan.subset.videos} videos, {plan.scan.samples} samples; "
+        f"batch {args.batch}, {cfg.data.num_frames} frames at {cfg.data.crop_size}px"
+    )
+    print(
+        f"loader: {median(loader):.1f} clips/s (one process); decoding the same frames alone: "
+        f"{median(decode):.1f} clips/s"
+    )
+    print(
+        f"train step: plain PyTorch {1000 * median(plain):.1f} ms ({args.batch / median(plain):.0f} samples/s), "
+        f"Lightning {1000 * median(lightning):.1f} ms ({args.batch / median(lightning):.0f} samples/s)"
+    )
     # each ratio from two measurements made back to back, the median over repeats: slow changes in the
     # machine's load cancel out
     overhead = median([t / p for t, p in zip(lightning, plain, strict=True)])

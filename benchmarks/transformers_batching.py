@@ -52,9 +52,17 @@ def main() -> None:
 
     cases = {
         "llm": (tiny_llm(), TransformersLLM, lambda backend: backend.complete(conversations)),
-        "image": (tiny_mllama(), TransformersImageCaptioner, lambda backend: backend.caption_images(images, "describe")),
-        "video": (tiny_perception_lm(), TransformersVideoCaptioner, lambda backend: backend.caption_videos(clips, "describe")),
-    }  # fmt: skip
+        "image": (
+            tiny_mllama(),
+            TransformersImageCaptioner,
+            lambda backend: backend.caption_images(images, "describe"),
+        ),
+        "video": (
+            tiny_perception_lm(),
+            TransformersVideoCaptioner,
+            lambda backend: backend.caption_videos(clips, "describe"),
+        ),
+    }
     speedups: dict[str, float] = {}
     for name, ((model, processor), backend_class, run) in cases.items():
         rates, outputs = {}, {}
@@ -66,8 +74,10 @@ def main() -> None:
             rates[batch_size], outputs[batch_size] = throughput(lambda b=backend, r=run: r(b))
         speedups[name] = rates[args.batch_size] / rates[1]
         same = outputs[1] == outputs[args.batch_size]
-        print(f"{name:5s} {type(model).__name__:38s} one at a time {rates[1]:7.1f}/s   batch {args.batch_size}: "
-              f"{rates[args.batch_size]:7.1f}/s   speedup {speedups[name]:5.2f}   identical replies: {same}")  # fmt: skip
+        print(
+            f"{name:5s} {type(model).__name__:38s} one at a time {rates[1]:7.1f}/s   batch {args.batch_size}: "
+            f"{rates[args.batch_size]:7.1f}/s   speedup {speedups[name]:5.2f}   identical replies: {same}"
+        )
     print(
         f"RESULT batch_speedup={speedups['llm']:.2f} batch_speedup_image={speedups['image']:.2f} "
         f"batch_speedup_video={speedups['video']:.2f}"

@@ -42,8 +42,10 @@ def main() -> None:
             rates[f"{backend}_strided_fps"] = len(strided) / elapsed
             elapsed, _ = timed(lambda b=backend: [open_video(path, b).read_frames(ix) for ix in per_span])
             rates[f"{backend}_spans_fps"] = 20 * 32 / elapsed
-            print(f"{backend:7s} every 4th frame: {rates[f'{backend}_strided_fps']:8.1f} frames/s   "
-                  f"32 frames x 20 spans: {rates[f'{backend}_spans_fps']:8.1f} frames/s")  # fmt: skip
+            print(
+                f"{backend:7s} every 4th frame: {rates[f'{backend}_strided_fps']:8.1f} frames/s   "
+                f"32 frames x 20 spans: {rates[f'{backend}_spans_fps']:8.1f} frames/s"
+            )
     ratio_strided = rates["pyav_strided_fps"] / rates["decord_strided_fps"]
     ratio_spans = rates["pyav_spans_fps"] / rates["decord_spans_fps"]
     print(f"video {info.width}x{info.height}, {info.num_frames} frames at {info.fps:g} fps")

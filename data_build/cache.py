@@ -32,8 +32,14 @@ def stage_hashes(cfg: BuildConfig, input_hash: str) -> dict[str, str]:
     refine = short_hash([caption, output_settings(cfg.refine)])
     video = short_hash(output_settings(cfg.sample_video))
     shards = short_hash([input_hash, refine, video, cfg.samples_per_shard, cfg.shard_prefix])
-    return {"input": input_hash, "segment": segment, "caption": caption, "refine": refine, "video": video,
-            "shards": shards}  # fmt: skip
+    return {
+        "input": input_hash,
+        "segment": segment,
+        "caption": caption,
+        "refine": refine,
+        "video": video,
+        "shards": shards,
+    }
 
 
 def check_previous(out: Path, cfg: BuildConfig, hashes: dict[str, str]) -> None:
@@ -50,8 +56,10 @@ def check_previous(out: Path, cfg: BuildConfig, hashes: dict[str, str]) -> None:
         if key in STAGES and any(stage in allowed for stage in STAGES[: STAGES.index(key)]):
             continue  # an upstream stage is being redone, so this one's hash moves with it
         what = "the input" if key == "input" else f"the {key} config"
-        raise ConfigError(f"output {out}: {what} differs from the previous build's; pass stages=[{key}] to "
-                          f"redo that stage, or force=true to rebuild with the new config")  # fmt: skip
+        raise ConfigError(
+            f"output {out}: {what} differs from the previous build's; pass stages=[{key}] to "
+            f"redo that stage, or force=true to rebuild with the new config"
+        )
 
 
 def read_cached(path: Path, retry_failed: bool) -> dict | None:

@@ -106,8 +106,13 @@ def image_frames(frames: torch.Tensor, short_side: int | None) -> torch.Tensor:
 class _Dispatcher:
     """Collects finished tasks into batches and runs each batch on the backends in a worker thread."""
 
-    def __init__(self, cfg: CaptionConfig, image: ImageCaptioner | None, video: VideoCaptioner | None,
-                 result: CaptionResult):  # fmt: skip
+    def __init__(
+        self,
+        cfg: CaptionConfig,
+        image: ImageCaptioner | None,
+        video: VideoCaptioner | None,
+        result: CaptionResult,
+    ):
         self.cfg, self.image, self.video, self.result = cfg, image, video, result
         self.ready: dict[str, list[_Task]] = {"image": [], "video": []}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caption")
@@ -136,8 +141,10 @@ class _Dispatcher:
                 self._store(task, "frame_caption", text)
             return
         clips = [torch.stack(task.frames) for task in batch]
-        for field_name, prompt in (("segment_caption", self.cfg.segment_prompt),
-                                   ("action_label", self.cfg.action_prompt)):  # fmt: skip
+        for field_name, prompt in (
+            ("segment_caption", self.cfg.segment_prompt),
+            ("action_label", self.cfg.action_prompt),
+        ):
             chosen = [i for i, task in enumerate(batch) if field_name in task.fields]
             if not chosen:
                 continue
@@ -162,9 +169,15 @@ class _Dispatcher:
         self.pool.shutdown()
 
 
-def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: CaptionResult,
-          with_images: bool, with_videos: bool,
-          only: set[tuple[str, str]] | None) -> tuple[list[_Task], dict[int, list]]:  # fmt: skip
+def _plan(
+    record: VideoRecord,
+    video: VideoSource,
+    cfg: CaptionConfig,
+    result: CaptionResult,
+    with_images: bool,
+    with_videos: bool,
+    only: set[tuple[str, str]] | None,
+) -> tuple[list[_Task], dict[int, list]]:
     """The tasks of one video (of the (node, field) pairs in `only`, when given), and for each frame
     index the (task, slot) pairs waiting for it."""
     info = video.info
@@ -174,8 +187,10 @@ def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: C
     for node in record.nodes:
         kinds = ["image"] if with_images and node.node_id in leaves else []
         kinds += ["video"] if with_videos else []
-        fields = {kind: tuple(f for f in FIELDS[kind] if only is None or (node.node_id, f) in only)
-                  for kind in kinds}  # fmt: skip
+        fields = {
+            kind: tuple(f for f in FIELDS[kind] if only is None or (node.node_id, f) in only)
+            for kind in kinds
+        }
         fields = {kind: names for kind, names in fields.items() if names}
         if not fields:
             continue
@@ -197,8 +212,14 @@ def _plan(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, result: C
     return tasks, waiting
 
 
-def _caption_video(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, dispatcher: _Dispatcher,
-                   result: CaptionResult, only: set[tuple[str, str]] | None) -> None:  # fmt: skip
+def _caption_video(
+    record: VideoRecord,
+    video: VideoSource,
+    cfg: CaptionConfig,
+    dispatcher: _Dispatcher,
+    result: CaptionResult,
+    only: set[tuple[str, str]] | None,
+) -> None:
     tasks, waiting = _plan(
         record, video, cfg, result, dispatcher.image is not None, dispatcher.video is not None, only
     )
@@ -209,9 +230,10 @@ def _caption_video(record: VideoRecord, video: VideoSource, cfg: CaptionConfig, 
             for task, slot in waiting.pop(index):
                 if task.kind not in prepared:
                     prepared[task.kind] = (
-                        image_frames(frame[None], cfg.image_short_side) if task.kind == "image"
+                        image_frames(frame[None], cfg.image_short_side)
+                        if task.kind == "image"
                         else segment_frames(frame[None], cfg.segment_frame_size)
-                    )[0]  # fmt: skip
+                    )[0]
                 task.frames[slot] = prepared[task.kind]
                 task.missing -= 1
                 if task.missing == 0:
@@ -261,8 +283,9 @@ def caption_records(
     return result
 
 
-def caption_synthetic(records: Sequence[VideoRecord], describe: Callable[[str, float, float], dict[str, str]],
-                      describer_id: str) -> CaptionResult:  # fmt: skip
+def caption_synthetic(
+    records: Sequence[VideoRecord], describe: Callable[[str, float, float], dict[str, str]], describer_id: str
+) -> CaptionResult:
     """`mode=synthetic`: SynthActions' ground-truth describer stands in for the captioning models."""
     result = CaptionResult()
     for record in records:
@@ -277,6 +300,9 @@ def caption_synthetic(records: Sequence[VideoRecord], describe: Callable[[str, f
             if node.node_id in leaves:
                 node.frame_caption = described["frame_caption"]
         described_by = {"backend": "synthetic", "model": describer_id}
-        _record_provenance(record, {r: described_by for r in ("frame_caption", "segment_caption", "action_label")},
-                           "synthetic")  # fmt: skip
+        _record_provenance(
+            record,
+            {r: described_by for r in ("frame_caption", "segment_caption", "action_label")},
+            "synthetic",
+        )
     return result

@@ -98,16 +98,29 @@ class RefineFailure(StageError):
     `retryable`: a backend failure that a rerun retries (an answer the model got wrong is final);
     `server`: where its request went."""
 
-    def __init__(self, video_uid: str, node_id: str, reason: str, raw_reply: str | None = None,
-                 retryable: bool = False, server: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        video_uid: str,
+        node_id: str,
+        reason: str,
+        raw_reply: str | None = None,
+        retryable: bool = False,
+        server: str | None = None,
+    ):
         super().__init__(video_uid, STAGE, reason, node_id)
         self.raw_reply = raw_reply
         self.retryable = retryable
         self.server = server
 
     def to_dict(self) -> dict[str, Any]:
-        return {"video_uid": self.video_uid, "node_id": self.node_id, "stage": self.stage,
-                "reason": self.reason, "raw_reply": self.raw_reply, "retryable": self.retryable}  # fmt: skip
+        return {
+            "video_uid": self.video_uid,
+            "node_id": self.node_id,
+            "stage": self.stage,
+            "reason": self.reason,
+            "raw_reply": self.raw_reply,
+            "retryable": self.retryable,
+        }
 
 
 @dataclass
@@ -128,8 +141,13 @@ def refine_config(cfg: RefineConfig | DictConfig | dict[str, Any]) -> RefineConf
             cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RefineConfig), cfg))  # type: ignore[assignment]
         except OmegaConfBaseException as err:
             raise ConfigError(f"refine config: {' '.join(str(err).split())}") from err
-    checks = {"rounds": cfg.rounds >= 1, "max_repairs": cfg.max_repairs >= 0, "in_flight": cfg.in_flight >= 0,
-              "min_duration": cfg.min_duration >= 0, "prompt.token_budget": cfg.prompt.token_budget > 0}  # fmt: skip
+    checks = {
+        "rounds": cfg.rounds >= 1,
+        "max_repairs": cfg.max_repairs >= 0,
+        "in_flight": cfg.in_flight >= 0,
+        "min_duration": cfg.min_duration >= 0,
+        "prompt.token_budget": cfg.prompt.token_budget > 0,
+    }
     for key, ok in checks.items():
         if not ok:
             raise ConfigError(f"refine.{key}: out of range")
@@ -141,8 +159,11 @@ def select_nodes(
 ) -> list[Node]:
     """The nodes refined: every non-leaf node lasting at least `min_duration` seconds."""
     children = record.children() if children is None else children
-    return [node for node in record.nodes
-            if node.node_id in children and node.duration >= min_duration - DURATION_SLACK]  # fmt: skip
+    return [
+        node
+        for node in record.nodes
+        if node.node_id in children and node.duration >= min_duration - DURATION_SLACK
+    ]
 
 
 def refine_records(
@@ -179,11 +200,15 @@ def config_hash(cfg: RefineConfig, llm: LLM, count: TokenCounter) -> str:
     (`output_settings`, the rule of the build's stage hashes too)."""
     prompt = {**asdict(cfg.prompt), "tokenizer": count.name}
     payload = {
-        "rounds": cfg.rounds, "max_repairs": cfg.max_repairs, "structured_output": cfg.structured_output,
-        "prompt": prompt, "prompt_texts": asdict(prompt_texts(cfg.prompt.version)),
-        "rules": asdict(cfg.rules), "schema": ANNOTATION_SCHEMA,
+        "rounds": cfg.rounds,
+        "max_repairs": cfg.max_repairs,
+        "structured_output": cfg.structured_output,
+        "prompt": prompt,
+        "prompt_texts": asdict(prompt_texts(cfg.prompt.version)),
+        "rules": asdict(cfg.rules),
+        "schema": ANNOTATION_SCHEMA,
         "llm": output_settings(llm.describe()),
-    }  # fmt: skip
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -411,12 +436,21 @@ class _Run:
             self.result.llm_calls += 1
             reply = await call(conversation)
             if isinstance(reply, BackendError) and reply.retryable:
-                return {"round": number, "status": "backend_error", "attempts": attempt,
-                        "errors": [*errors, f"backend: {reply.reason}"], "server": reply.server}  # fmt: skip
+                return {
+                    "round": number,
+                    "status": "backend_error",
+                    "attempts": attempt,
+                    "errors": [*errors, f"backend: {reply.reason}"],
+                    "server": reply.server,
+                }
             if isinstance(reply, BackendError):  # refused or empty: a repair would be refused the same way
-                return {"round": number, "status": "invalid", "attempts": attempt,
-                        "errors": [*errors, f"backend: {reply.reason}"],
-                        **({"raw_reply": raw[:RAW_REPLY_CHARS]} if raw else {})}  # fmt: skip
+                return {
+                    "round": number,
+                    "status": "invalid",
+                    "attempts": attempt,
+                    "errors": [*errors, f"backend: {reply.reason}"],
+                    **({"raw_reply": raw[:RAW_REPLY_CHARS]} if raw else {}),
+                }
             try:
                 annotation = parse_answer(reply, self.cfg.rules)
             except AnswerError as err:
@@ -424,10 +458,20 @@ class _Run:
                 raw = reply
                 conversation = repair_messages(base, reply, err.reason, self.prompts.texts)
                 continue
-            return {"round": number, "status": "valid", "attempts": attempt, "answer": annotation.to_dict(),
-                    "errors": errors}  # fmt: skip
-        return {"round": number, "status": "invalid", "attempts": self.cfg.max_repairs + 1, "errors": errors,
-                "raw_reply": raw[:RAW_REPLY_CHARS]}  # fmt: skip
+            return {
+                "round": number,
+                "status": "valid",
+                "attempts": attempt,
+                "answer": annotation.to_dict(),
+                "errors": errors,
+            }
+        return {
+            "round": number,
+            "status": "invalid",
+            "attempts": self.cfg.max_repairs + 1,
+            "errors": errors,
+            "raw_reply": raw[:RAW_REPLY_CHARS],
+        }
 
     def _finish(self, uid: str, node: Node, state: NodeState, prompt: Prompt) -> None:
         """Write the outcome into the node, and count it."""
@@ -439,9 +483,13 @@ class _Run:
             return
         last = state.rounds[-1]
         failure = RefineFailure(
-            uid, node.node_id, f"round {last['round']}: {last['errors'][-1]}", last.get("raw_reply"),
-            retryable=last["status"] == "backend_error", server=last.get("server"),
-        )  # fmt: skip
+            uid,
+            node.node_id,
+            f"round {last['round']}: {last['errors'][-1]}",
+            last.get("raw_reply"),
+            retryable=last["status"] == "backend_error",
+            server=last.get("server"),
+        )
         (self.result.failures if node.annotation is None else self.result.incomplete).append(failure)
 
     def _provenance(self, state: NodeState, prompt: Prompt) -> dict[str, Any]:
@@ -458,9 +506,15 @@ class _Run:
             rounds.append(kept)
         server = getattr(self.llm, "server", None)  # an HTTP backend's address (no credentials)
         return {
-            "mode": Mode.llm.value, "model": self.llm.model_id, **({"server": server} if server else {}),
+            "mode": Mode.llm.value,
+            "model": self.llm.model_id,
+            **({"server": server} if server else {}),
             "prompt_version": self.cfg.prompt.version,
-            "config_hash": self.result.config_hash, "rounds": rounds, "final_round": state.best_round,
-            "complete": state.final, "prompt_tokens": prompt.tokens, "subtree_depth": prompt.subtree_depth,
+            "config_hash": self.result.config_hash,
+            "rounds": rounds,
+            "final_round": state.best_round,
+            "complete": state.final,
+            "prompt_tokens": prompt.tokens,
+            "subtree_depth": prompt.subtree_depth,
             "context_depth": prompt.context_depth,
-        }  # fmt: skip
+        }

@@ -165,8 +165,10 @@ class Builder:
             # What failed for the backend's sake is asked again; what failed for its content stays failed.
             pending = {(f["node_id"], f["field"]) for f in cached["failures"] if f.get("retryable")}
             kept[record.video_uid] = [f for f in cached["failures"] if not f.get("retryable")]
-            failures.extend(StageError(record.video_uid, "caption", f["reason"], f["node_id"])
-                            for f in kept[record.video_uid])  # fmt: skip
+            failures.extend(
+                StageError(record.video_uid, "caption", f["reason"], f["node_id"])
+                for f in kept[record.video_uid]
+            )
             if pending:
                 redo[record.video_uid] = pending
                 todo.append((record, source))
@@ -175,16 +177,25 @@ class Builder:
             failures.extend(result.failures)
             for record, _ in todo:
                 mine = kept.get(record.video_uid, []) + [
-                    {"node_id": f.node_id, "reason": f.reason, "field": getattr(f, "field_name", None),
-                     "retryable": retryable(f), "server": getattr(f, "server", None)}
-                    for f in result.failures if f.video_uid == record.video_uid
-                ]  # fmt: skip
-                write_json_atomic(self._cache(record.video_uid, "caption"), {
-                    "nodes": {n.node_id: [getattr(n, name) for name in fields] for n in record.nodes},
-                    "provenance": record.provenance.to_dict(),
-                    "failures": mine,
-                    "failure": bool(mine),
-                })  # fmt: skip
+                    {
+                        "node_id": f.node_id,
+                        "reason": f.reason,
+                        "field": getattr(f, "field_name", None),
+                        "retryable": retryable(f),
+                        "server": getattr(f, "server", None),
+                    }
+                    for f in result.failures
+                    if f.video_uid == record.video_uid
+                ]
+                write_json_atomic(
+                    self._cache(record.video_uid, "caption"),
+                    {
+                        "nodes": {n.node_id: [getattr(n, name) for name in fields] for n in record.nodes},
+                        "provenance": record.provenance.to_dict(),
+                        "failures": mine,
+                        "failure": bool(mine),
+                    },
+                )
         self.seconds["caption"] += time.perf_counter() - start
 
     def _run_caption(self, todo: list[tuple[VideoRecord, Any]], redo: Redo) -> Any:
@@ -286,7 +297,6 @@ class Builder:
         )
 
 
-
 def run_build(cfg: BuildConfig) -> dict[str, Any]:
     """Build this partition's shards; returns the build summary."""
     started = time.perf_counter()
@@ -339,22 +349,33 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     bar.close()
     for backend in builder.backends.values():
         getattr(backend, "close", lambda: None)()
-    summary = {**shard_set.refresh_summary(), "built": built, "skipped": skipped,
-               "seconds": round(time.perf_counter() - started, 1),
-               "stage_seconds": {k: round(v, 1) for k, v in builder.seconds.items()}}  # fmt: skip
+    summary = {
+        **shard_set.refresh_summary(),
+        "built": built,
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - started, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in builder.seconds.items()},
+    }
     if summary.get("scored_videos"):
         summary["boundary_f1"] = round(summary["boundary_f1_sum"] / summary["scored_videos"], 4)
     write_json_atomic(out / "stats.json", summary)
     if cfg.wandb.enabled:
         import wandb
 
-        run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode,
-                         job_type="build", config=OmegaConf.to_container(OmegaConf.structured(cfg)))  # fmt: skip
+        run = wandb.init(
+            project=cfg.wandb.project,
+            entity=cfg.wandb.entity,
+            mode=cfg.wandb.mode,
+            job_type="build",
+            config=OmegaConf.to_container(OmegaConf.structured(cfg)),
+        )
         run.log({f"build/{k}": v for k, v in summary.items() if isinstance(v, int | float)})
         run.finish()
-    print(f"build: {built} shards built, {skipped} already done; {summary['samples']} videos, "
-          f"{summary['nodes']} nodes, {summary['annotated_nodes']} annotated, {summary['failures']} failures "
-          f"(see {out / 'failures.jsonl'}) in {summary['seconds']} s -> {out / 'shards'}")  # fmt: skip
+    print(
+        f"build: {built} shards built, {skipped} already done; {summary['samples']} videos, "
+        f"{summary['nodes']} nodes, {summary['annotated_nodes']} annotated, {summary['failures']} failures "
+        f"(see {out / 'failures.jsonl'}) in {summary['seconds']} s -> {out / 'shards'}"
+    )
     undone = {index: failures for index, failures in pending.items() if failures}
     if undone:
         names = ", ".join(shard_set.name(index) for index in undone)

@@ -247,8 +247,11 @@ def merges_to_tree(
     num_leaves = len(boundaries) - 1
     span = {leaf: (leaf, leaf + 1) for leaf in range(num_leaves)}  # node → [first, last + 1) leaves
     for i, (left, right) in enumerate(merges):
-        span[num_leaves + i] = (span[left][0], span[right][1]) if span[left][0] < span[right][0] else (
-            span[right][0], span[left][1])  # fmt: skip
+        span[num_leaves + i] = (
+            (span[left][0], span[right][1])
+            if span[left][0] < span[right][0]
+            else (span[right][0], span[left][1])
+        )
     root = num_leaves + len(merges) - 1 if len(merges) else 0
     tree = SegmentTree(video_uid, [])
     queue: deque[tuple[int, str | None, int]] = deque([(root, None, 0)])

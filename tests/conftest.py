@@ -39,9 +39,13 @@ def make_video(tmp_path: Path) -> Callable[..., Path]:
     """Write a moving-square H.264 mp4 with a known frame count, fps and size; returns its path."""
 
     def make(
-        name: str = "clip.mp4", num_frames: int = 30, fps: float = 10, height: int = 48, width: int = 64,
+        name: str = "clip.mp4",
+        num_frames: int = 30,
+        fps: float = 10,
+        height: int = 48,
+        width: int = 64,
         gop: int | None = None,
-    ) -> Path:  # fmt: skip
+    ) -> Path:
         return write_video(tmp_path / name, moving_square_frames(num_frames, height, width), fps=fps, gop=gop)
 
     return make

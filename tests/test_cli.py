@@ -9,8 +9,15 @@ from action100m.cli import main
 def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     overrides = "['trainer.max_steps=4','data.batch_size=8','data.epoch_batches=2','checkpoint.every_n_steps=2','data.num_workers=0']"
-    arguments = ["demo", f"out={out}", "videos=8", "benchmark_clips=28", "scales=[0.5,1.0]",
-                 "build_overrides=['samples_per_shard=4']", f"train_overrides={overrides}"]  # fmt: skip
+    arguments = [
+        "demo",
+        f"out={out}",
+        "videos=8",
+        "benchmark_clips=28",
+        "scales=[0.5,1.0]",
+        "build_overrides=['samples_per_shard=4']",
+        f"train_overrides={overrides}",
+    ]
     assert main(arguments) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chance"] == pytest.approx(1 / 28)

@@ -32,14 +32,26 @@ def eval_config(*overrides: str):
 
 
 def clip_run(root: Path, model: Path, out: Path, *overrides: str) -> list[str]:
-    return [f"zero_shot.root={root}", "encoder=clip", f"encoder.model={model}", f"output_dir={out}",
-            f"cache_dir={out / 'cache'}", "progress=false", "workers=0", *overrides]  # fmt: skip
+    return [
+        f"zero_shot.root={root}",
+        "encoder=clip",
+        f"encoder.model={model}",
+        f"output_dir={out}",
+        f"cache_dir={out / 'cache'}",
+        "progress=false",
+        "workers=0",
+        *overrides,
+    ]
 
 
 def test_command_end_to_end(synth_benchmark, tiny_clip, tmp_path):  # noqa: F811
     out = tmp_path / "runs"
-    command = [sys.executable, str(ROOT / "eval.py"), "zero_shot=synth",
-               *clip_run(synth_benchmark, tiny_clip, out, "workers=2", "zero_shot.num_frames=4")]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "eval.py"),
+        "zero_shot=synth",
+        *clip_run(synth_benchmark, tiny_clip, out, "workers=2", "zero_shot.num_frames=4"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (
@@ -48,11 +60,22 @@ def test_command_end_to_end(synth_benchmark, tiny_clip, tmp_path):  # noqa: F811
     [path] = (out / "synth").glob("tiny_clip*/validation-4f-1x1-default/result.json")
     result = json.loads(path.read_text())
     assert result["model"]["kind"] == "clip" and len(result["model"]["checkpoint_sha256"]) == 64
-    expected = {"templates": ["{}"], "num_frames": 4, "temporal_views": 1, "spatial_crops": 1,
-                "crop_size": 32, "template_set": "default", "sampling": SAMPLING}  # fmt: skip
+    expected = {
+        "templates": ["{}"],
+        "num_frames": 4,
+        "temporal_views": 1,
+        "spatial_crops": 1,
+        "crop_size": 32,
+        "template_set": "default",
+        "sampling": SAMPLING,
+    }
     assert {key: result["protocol"][key] for key in expected} == expected
-    assert result["counts"] == {"clips_read": SYNTH_CLIPS, "clips_missing": 0, "clips_failed": 0,
-                                "clips_evaluated": SYNTH_CLIPS}  # fmt: skip
+    assert result["counts"] == {
+        "clips_read": SYNTH_CLIPS,
+        "clips_missing": 0,
+        "clips_failed": 0,
+        "clips_evaluated": SYNTH_CLIPS,
+    }
     assert result["split"] == "validation" and result["num_classes"] == 28
     assert set(result["metrics"]) == {"top1", "top5", "mean_class"} and 0 <= result["metrics"]["top1"] <= 1
     assert result["text_embeddings"]["texts_encoded"] == 28
@@ -184,8 +207,14 @@ def tiny_vljepa(tmp_path_factory):
 
 
 def test_vljepa_checkpoint_end_to_end(synth_benchmark, tiny_vljepa, tmp_path):  # noqa: F811
-    overrides = [f"zero_shot.root={synth_benchmark}", f"checkpoint={tiny_vljepa}", f"output_dir={tmp_path}",
-                 "cache_dir=null", "progress=false", "workers=0"]  # fmt: skip
+    overrides = [
+        f"zero_shot.root={synth_benchmark}",
+        f"checkpoint={tiny_vljepa}",
+        f"output_dir={tmp_path}",
+        "cache_dir=null",
+        "progress=false",
+        "workers=0",
+    ]
     result = run_eval(eval_config("zero_shot=synth", *overrides))["results"][0]
     assert result["model"]["kind"] == "vljepa" and result["model"]["checkpoint"] == str(tiny_vljepa)
     assert result["protocol"]["query"] == "What is the action?" and result["protocol"]["num_frames"] == 8

@@ -113,17 +113,28 @@ def test_every_project_import_names_what_exists():
     missing = []
     for module, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith(PACKAGES):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and not node.level
+                and (node.module or "").startswith(PACKAGES)
+            ):
                 if node.module not in modules:
                     missing.append(f"{module}: no module {node.module}")
                     continue
                 names = defined_names(modules[node.module])
                 for alias in node.names:
-                    if f"{node.module}.{alias.name}" not in modules and names is not None and alias.name not in names:
+                    if (
+                        f"{node.module}.{alias.name}" not in modules
+                        and names is not None
+                        and alias.name not in names
+                    ):
                         missing.append(f"{module}: {node.module} has no {alias.name}")
             elif isinstance(node, ast.Import):
-                missing += [f"{module}: no module {a.name}" for a in node.names
-                            if a.name.startswith(PACKAGES) and a.name not in modules]  # fmt: skip
+                missing += [
+                    f"{module}: no module {a.name}"
+                    for a in node.names
+                    if a.name.startswith(PACKAGES) and a.name not in modules
+                ]
     assert missing == []
 
 

@@ -65,8 +65,13 @@ print(json.dumps({"package": action100m.__file__, "config_dir": str(CONFIG_DIR),
 
 def checkout_copy(dest: Path) -> Path:
     """The checkout's files (tracked and not ignored), symlinks kept: what a clean clone would build."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, listed):
         source, target = ROOT / name, dest / name
         if not source.exists() and not source.is_symlink():
@@ -82,8 +87,22 @@ def checkout_copy(dest: Path) -> Path:
 @pytest.mark.slow
 def test_the_wheel_carries_configs_and_pipeline_and_works_from_elsewhere(tmp_path):
     source = checkout_copy(tmp_path / "src")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        timeout=300,
+    )
     [wheel] = (tmp_path / "dist").glob("action100m-*.whl")
     members = set(zipfile.ZipFile(wheel).namelist())
     configs = {str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").rglob("*.yaml")}
@@ -94,11 +113,20 @@ def test_the_wheel_carries_configs_and_pipeline_and_works_from_elsewhere(tmp_pat
 
     target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                    str(wheel)], check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    done = subprocess.run([sys.executable, "-c", USE_INSTALLED, str(target)], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", USE_INSTALLED, str(target)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["package"].startswith(str(target)) and found["config_dir"].startswith(str(target))
@@ -106,7 +134,22 @@ def test_the_wheel_carries_configs_and_pipeline_and_works_from_elsewhere(tmp_pat
     assert {"data_build.build", "data_build.segment", "data_build.caption", "data_build.refine"} <= set(
         found["modules"]
     )
-    build = subprocess.run([sys.executable, "-m", "data_build.build", "--cfg", "job", "build=paper", "input=m.jsonl",
-                            "output=out"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_build.build",
+            "--cfg",
+            "job",
+            "build=paper",
+            "input=m.jsonl",
+            "output=out",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     assert "preset: paper" in build.stdout and "rounds: 3" in build.stdout

@@ -16,8 +16,15 @@ from action100m.train.config import register_train_configs
 from tests.train.data.shardset import demo_shards
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["trainer.progress_bar=false", "data.batch_size=4", "data.num_workers=0", "data.epoch_batches=4",
-        "data.shuffle_buffer=20", "logger=csv", "trainer.max_steps=2"]  # fmt: skip
+FAST = [
+    "trainer.progress_bar=false",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.epoch_batches=4",
+    "data.shuffle_buffer=20",
+    "logger=csv",
+    "trainer.max_steps=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +33,9 @@ def shards(tmp_path_factory):
 
 
 def train(*overrides):
-    done = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -41,8 +49,10 @@ def test_a_multirun_over_two_scales_writes_two_runs(shards, tmp_path):
     train("-m", "name=sweep", f"data.shards={shards}", "data.scale=0.25,0.5", f"output_dir={tmp_path}", *FAST)
     found = runs(tmp_path)
     assert sorted((r["data"]["scale"], r["data"]["shards"]) for r in found.values()) == [(0.25, 2), (0.5, 4)]
-    assert all(name.startswith("sweep-tiny-scale0.") and (tmp_path / name / "checkpoints" / "last.ckpt").is_file()
-               for name in found)  # fmt: skip
+    assert all(
+        name.startswith("sweep-tiny-scale0.") and (tmp_path / name / "checkpoints" / "last.ckpt").is_file()
+        for name in found
+    )
 
 
 def with_broken_videos(shards, out):
@@ -63,8 +73,15 @@ def with_broken_videos(shards, out):
 @pytest.mark.slow
 def test_two_ddp_processes_on_cpu_train_one_run_counting_every_ranks_skipped_samples(shards, tmp_path):
     broken = with_broken_videos(shards, tmp_path / "broken")
-    train("name=ddp", f"data.shards={broken}", f"output_dir={tmp_path / 'runs'}", "trainer.accelerator=cpu",
-          "trainer.devices=2", "trainer.strategy=ddp", *FAST)  # fmt: skip
+    train(
+        "name=ddp",
+        f"data.shards={broken}",
+        f"output_dir={tmp_path / 'runs'}",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        *FAST,
+    )
     [(name, run)] = runs(tmp_path / "runs").items()
     assert run["global_step"] == 2 and run["samples_seen"] == 2 * 4 * 2  # steps x batch x ranks
     # both ranks' skips, in the summary, the logged metric and the checkpoint every rank resumes from
@@ -76,8 +93,11 @@ def test_two_ddp_processes_on_cpu_train_one_run_counting_every_ranks_skipped_sam
 def test_the_slurm_sweep_submits_one_submitit_job_per_scale_shaped_like_its_trainer():
     register_train_configs()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=scaling_slurm", "data.shards=/data", "hydra.launcher.nodes=2"],
-                      return_hydra_config=True)  # fmt: skip
+        cfg = compose(
+            "train",
+            overrides=["experiment=scaling_slurm", "data.shards=/data", "hydra.launcher.nodes=2"],
+            return_hydra_config=True,
+        )
     HydraConfig.instance().set_config(cfg)  # what a job sees: `${hydra:launcher...}` resolves
     try:
         assert (cfg.trainer.num_nodes, cfg.trainer.devices, cfg.hydra.launcher.tasks_per_node) == (2, 8, 8)

@@ -26,8 +26,9 @@ class BackendError(Action100MError):
     an empty reply), the same request would fail the same way, and it is recorded as final.
     `server`: the address the request went to (without credentials), when it went to one."""
 
-    def __init__(self, backend: str, model_id: str, reason: str, retryable: bool = False,
-                 server: str | None = None):  # fmt: skip
+    def __init__(
+        self, backend: str, model_id: str, reason: str, retryable: bool = False, server: str | None = None
+    ):
         self.backend = backend
         self.model_id = model_id
         self.reason = " ".join(reason.split())

@@ -33,8 +33,11 @@ def output_settings(config: Any) -> Any:
     A dataclass loses its fields marked `serving`; a dict (a backend's `describe()`) loses the keys
     that are serving settings of the backend configs; enums become their values."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: output_settings(getattr(config, f.name))
-                for f in dataclasses.fields(config) if not f.metadata.get(_SERVING)}  # fmt: skip
+        return {
+            f.name: output_settings(getattr(config, f.name))
+            for f in dataclasses.fields(config)
+            if not f.metadata.get(_SERVING)
+        }
     if isinstance(config, dict):
         return {key: output_settings(value) for key, value in config.items() if key not in SERVING_KEYS}
     if isinstance(config, list | tuple):

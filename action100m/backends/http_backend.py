@@ -114,8 +114,13 @@ class CircuitBreaker:
     out: it is held once). A server still down `wait_s` after the first failure of the run is given
     up on: every request then fails at once with `Outage`."""
 
-    def __init__(self, http: HTTPConfig, probe: Callable[[], Awaitable[bool]], reread: Callable[[], None],
-                 server: Callable[[], str]):  # fmt: skip
+    def __init__(
+        self,
+        http: HTTPConfig,
+        probe: Callable[[], Awaitable[bool]],
+        reread: Callable[[], None],
+        server: Callable[[], str],
+    ):
         self.threshold, self.wait_s = http.breaker_failures, http.breaker_wait_s
         self.backoff_s, self.backoff_max_s = http.backoff_base_s, http.breaker_backoff_max_s
         self._probe, self._reread, self._server = probe, reread, server
@@ -149,8 +154,13 @@ class CircuitBreaker:
         return True
 
     async def _recover(self) -> None:
-        log.warning("%s: %d connection failures or 5xx in a row; requests wait while the server is probed "
-                    "(up to %g s)", self._server(), self.failures, self.wait_s)  # fmt: skip
+        log.warning(
+            "%s: %d connection failures or 5xx in a row; requests wait while the server is probed "
+            "(up to %g s)",
+            self._server(),
+            self.failures,
+            self.wait_s,
+        )
         delay = self.backoff_s
         while True:
             left = self.wait_s - (time.monotonic() - (self._down_since or time.monotonic()))
@@ -385,9 +395,14 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
             return
         url = read_servers_file(self.http.servers_file, self.http.servers_key)
         if url and url != self._base_url:
-            log.warning("%s: %s names a new address for %s: %s (was %s)", self.model_id,
-                        self.http.servers_file, self.http.servers_key, _without_credentials(url),
-                        self.server)  # fmt: skip
+            log.warning(
+                "%s: %s names a new address for %s: %s (was %s)",
+                self.model_id,
+                self.http.servers_file,
+                self.http.servers_key,
+                _without_credentials(url),
+                self.server,
+            )
             self._base_url = url
             self._transport.retarget(url)
 
@@ -411,8 +426,11 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
         except Exception as err:  # noqa: BLE001 - any failure to reach the server is reported per item later
             log.warning(
                 "%s: %s unreachable at start-up (%s: %s); failed requests will be recorded per item",
-                self.model_id, self.server, type(err).__name__, err,
-            )  # fmt: skip
+                self.model_id,
+                self.server,
+                type(err).__name__,
+                err,
+            )
             return
         if self.model_id not in served:
             self.close()

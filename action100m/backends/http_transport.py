@@ -160,9 +160,12 @@ class OpenAITransport:
             return self._api_key() or "EMPTY"
 
         self._client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=0,
+            base_url=self.base_url,
+            api_key=key,
+            timeout=self.timeout_s,
+            max_retries=0,
             http_client=openai.DefaultAioHttpClient(),
-        )  # fmt: skip
+        )
 
     async def close(self) -> None:
         if self._client is not None:

@@ -115,10 +115,13 @@ class TransformersBackend(Backend):
     def describe(self) -> dict[str, Any]:
         settings = {key: getattr(value, "value", value) for key, value in asdict(self.settings).items()}
         return {
-            **super().describe(), **settings, "dtype": str(self.model.dtype).removeprefix("torch."),
-            "device": str(self.device), "model_class": type(self.model).__name__,
+            **super().describe(),
+            **settings,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "model_class": type(self.model).__name__,
             "transformers_version": transformers.__version__,
-        }  # fmt: skip
+        }
 
     def _batched(
         self,
@@ -494,8 +497,11 @@ def _load(cls: type[TransformersBackend], model_id: str, settings: TransformersC
     local = Path(model_id).expanduser()
     if not local.exists() and _looks_like_path(model_id):
         raise fail(f"no such local model directory: {local}")
-    hub = dict(revision=settings.revision, local_files_only=settings.local_files_only,
-               trust_remote_code=settings.trust_remote_code)  # fmt: skip
+    hub = dict(
+        revision=settings.revision,
+        local_files_only=settings.local_files_only,
+        trust_remote_code=settings.trust_remote_code,
+    )
     source = str(local) if local.exists() else model_id
     try:
         # The config is one small file: a wrong id, a missing file or a remote-code model fails here,

@@ -68,15 +68,20 @@ def sbatch(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> str:
 
 def job_info(job: str, env: dict[str, str]) -> dict[str, str]:
     """`scontrol show job` as KEY=VALUE (empty once the controller has forgotten the job)."""
-    done = subprocess.run(["scontrol", "show", "job", "--oneliner", job], env=env, capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    done = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", job], env=env, capture_output=True, text=True, timeout=30
+    )
     if done.returncode != 0:
         return {}
     return dict(re.findall(r"(\w+)=(\S*)", done.stdout))
 
 
-def wait_job(job: str, env: dict[str, str], timeout: float, until=("COMPLETED", "FAILED", "CANCELLED",
-             "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")) -> dict[str, str]:  # fmt: skip
+def wait_job(
+    job: str,
+    env: dict[str, str],
+    timeout: float,
+    until=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"),
+) -> dict[str, str]:
     """Polls the job until its state is one of `until`; returns its `scontrol show job` fields."""
     deadline = time.monotonic() + timeout
     info: dict[str, str] = {}

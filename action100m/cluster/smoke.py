@@ -32,9 +32,17 @@ VIDEOS, BENCHMARK_CLIPS, BUILD_TASKS, TRAIN_STEPS, REQUEUE_AFTER_STEP = 12, 56, 
 # The refine prompt of a SynthActions node takes up to ~1,900 of the tiny BPE's tokens (configs/build/
 # cluster_smoke.yaml: token_budget 2,560, then an earlier answer, a repair and the reply).
 MAX_MODEL_LEN = 4096
-TRAIN = ["logger=csv", "trainer.progress_bar=false", "data.batch_size=4", "data.num_workers=1",
-         "data.epoch_batches=4", "data.shuffle_buffer=40", f"trainer.max_steps={TRAIN_STEPS}",
-         f"checkpoint.every_n_steps={REQUEUE_AFTER_STEP}", "optim.lr=1e-3"]  # fmt: skip
+TRAIN = [
+    "logger=csv",
+    "trainer.progress_bar=false",
+    "data.batch_size=4",
+    "data.num_workers=1",
+    "data.epoch_batches=4",
+    "data.shuffle_buffer=40",
+    f"trainer.max_steps={TRAIN_STEPS}",
+    f"checkpoint.every_n_steps={REQUEUE_AFTER_STEP}",
+    "optim.lr=1e-3",
+]
 
 
 class SmokeError(Action100MError):
@@ -60,8 +68,9 @@ def _wait_for(what: str, ready: Any, timeout: float, job: str | None = None, env
 def _completed(job: str, env: dict, timeout: float, what: str, logs: Path) -> dict[str, str]:
     info = wait_job(job, env, timeout)
     if info.get("JobState") != "COMPLETED":
-        raise SmokeError(f"{what}: job {job} ended {info.get('JobState')} (exit {info.get('ExitCode')}); "
-                         f"logs in {logs}")  # fmt: skip
+        raise SmokeError(
+            f"{what}: job {job} ended {info.get('JobState')} (exit {info.get('ExitCode')}); logs in {logs}"
+        )
     return info
 
 
@@ -74,8 +83,11 @@ def _run(step: str, command: list[str], log: Path) -> None:
 
 
 def _records(build: Path) -> list[VideoRecord]:
-    return [VideoRecord.from_json(files["json"]) for tar in sorted((build / "shards").glob("*.tar"))
-            for _, files in read_tar(tar)]  # fmt: skip
+    return [
+        VideoRecord.from_json(files["json"])
+        for tar in sorted((build / "shards").glob("*.tar"))
+        for _, files in read_tar(tar)
+    ]
 
 
 def run_cluster_smoke(out: Path, seed: int = 0) -> dict[str, Any]:
@@ -92,17 +104,43 @@ def run_cluster_smoke(out: Path, seed: int = 0) -> dict[str, Any]:
     llm = tiny_llm_dir(models / "tiny-llm", seed=seed, max_position_embeddings=MAX_MODEL_LEN)
     _run("vLLM venv", ["bash", "engines/vllm_venv.sh"], logs / "vllm-venv.log")
 
-    server = sbatch(["bash", "slurm/serve_vllm.sh"], {**env, "DEVICE": "cpu", "SERVE": "llm", "LLM_MODEL": str(llm),
-                    "HOST": "127.0.0.1", "OUT": str(build), "CPUS_PER_NODE": "1", "TIME": "30:00",
-                    "LLM_MAX_LEN": str(MAX_MODEL_LEN)})  # fmt: skip
+    server = sbatch(
+        ["bash", "slurm/serve_vllm.sh"],
+        {
+            **env,
+            "DEVICE": "cpu",
+            "SERVE": "llm",
+            "LLM_MODEL": str(llm),
+            "HOST": "127.0.0.1",
+            "OUT": str(build),
+            "CPUS_PER_NODE": "1",
+            "TIME": "30:00",
+            "LLM_MAX_LEN": str(MAX_MODEL_LEN),
+        },
+    )
     _say(f"vLLM server job {server}: waiting for {build / 'servers.env'}")
     _wait_for("the vLLM server", (build / "servers.env").is_file, 600, server, env)
     try:
-        tasks = sbatch(["bash", "slurm/build.sh", "progress=false", f"refine.llm.model={llm}",
-                        f"refine.prompt.tokenizer={llm}"],  # exact token counts: the served tokenizer
-                       {**env, "DEVICE": "cpu", "CPUS": "1", "MEM": "4000", "TIME": "20:00", "BUILD": "cluster_smoke",
-                        "INPUT": str(out / "synth" / "manifest.jsonl"), "OUT": str(build),
-                        "ARRAY_SIZE": str(BUILD_TASKS)})  # fmt: skip
+        tasks = sbatch(
+            [
+                "bash",
+                "slurm/build.sh",
+                "progress=false",
+                f"refine.llm.model={llm}",
+                f"refine.prompt.tokenizer={llm}",
+            ],  # exact token counts: the served tokenizer
+            {
+                **env,
+                "DEVICE": "cpu",
+                "CPUS": "1",
+                "MEM": "4000",
+                "TIME": "20:00",
+                "BUILD": "cluster_smoke",
+                "INPUT": str(out / "synth" / "manifest.jsonl"),
+                "OUT": str(build),
+                "ARRAY_SIZE": str(BUILD_TASKS),
+            },
+        )
         _say(f"build array {tasks}: {BUILD_TASKS} tasks through the server")
         for task in range(BUILD_TASKS):  # an array's id alone names its first task only
             _completed(f"{tasks}_{task}", env, 1200, f"build task {task}", logs)
@@ -112,17 +150,30 @@ def run_cluster_smoke(out: Path, seed: int = 0) -> dict[str, Any]:
     build_logs = sorted(logs.glob(f"build-{tasks}_*.out"))
 
     train_out = out / "train"
-    job = sbatch(["bash", "slurm/train.sh", *TRAIN],
-                 {**env, "SHARDS": str(build), "MODEL": "tiny", "DEVICE": "cpu", "TASKS_PER_NODE": "2",
-                  "MEM": "8000", "TIME": "20:00", "OUTPUT_DIR": str(train_out)})  # fmt: skip
+    job = sbatch(
+        ["bash", "slurm/train.sh", *TRAIN],
+        {
+            **env,
+            "SHARDS": str(build),
+            "MODEL": "tiny",
+            "DEVICE": "cpu",
+            "TASKS_PER_NODE": "2",
+            "MEM": "8000",
+            "TIME": "20:00",
+            "OUTPUT_DIR": str(train_out),
+        },
+    )
     _say(f"train job {job}: 2 gloo DDP tasks; SLURM's time-limit signal after step {REQUEUE_AFTER_STEP}")
     periodic = f"*/checkpoints/step-{REQUEUE_AFTER_STEP:07d}.ckpt"
     _wait_for("the first checkpoint", lambda: any(train_out.glob(periodic)), 900, job, env)
     subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True, timeout=30)
     # SLURM holds a requeued batch job back for 2 minutes; the node is free, so start it now (+2 s: a
     # start in the second of the requeue fails with "Job credential revoked")
-    _wait_for("the requeue", lambda: job_info(job, env).get("Restarts") == "1"
-              and job_info(job, env).get("JobState") == "PENDING", 300)  # fmt: skip
+    _wait_for(
+        "the requeue",
+        lambda: job_info(job, env).get("Restarts") == "1" and job_info(job, env).get("JobState") == "PENDING",
+        300,
+    )
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+2"], env=env, check=True, timeout=30)
     info = _completed(job, env, 900, "training", logs)
     [run_json] = list(train_out.glob("*/run.json"))
@@ -130,18 +181,53 @@ def run_cluster_smoke(out: Path, seed: int = 0) -> dict[str, Any]:
     train_log = (logs / f"train-{job}.out").read_text(encoding="utf-8")
 
     eval_out = out / "eval"
-    _run("eval", [python, "eval.py", "zero_shot=synth", f"checkpoint={run['last_checkpoint']}",
-                  f"zero_shot.root={out / 'synth' / 'benchmark'}", f"output_dir={eval_out}"], logs / "eval.log")  # fmt: skip
-    _run("report", [python, "-m", "action100m.cli", "report", "scaling", "--runs", str(eval_out),
-                    "--out", str(out / "report")], logs / "report.log")  # fmt: skip
+    _run(
+        "eval",
+        [
+            python,
+            "eval.py",
+            "zero_shot=synth",
+            f"checkpoint={run['last_checkpoint']}",
+            f"zero_shot.root={out / 'synth' / 'benchmark'}",
+            f"output_dir={eval_out}",
+        ],
+        logs / "eval.log",
+    )
+    _run(
+        "report",
+        [
+            python,
+            "-m",
+            "action100m.cli",
+            "report",
+            "scaling",
+            "--runs",
+            str(eval_out),
+            "--out",
+            str(out / "report"),
+        ],
+        logs / "report.log",
+    )
     [eval_result] = [json.loads(p.read_text(encoding="utf-8")) for p in eval_out.rglob("result.json")]
     return _summarise(out, records, build_logs, llm, run, info, train_log, eval_result)
 
 
-def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], llm: Path, run: dict,
-               info: dict[str, str], train_log: str, eval_result: dict) -> dict[str, Any]:  # fmt: skip
-    refined = {(record.video_uid, node.node_id): node.provenance["refine"] for record in records
-               for node in record.nodes if (node.provenance or {}).get("refine", {}).get("mode") == "llm"}  # fmt: skip
+def _summarise(
+    out: Path,
+    records: list[VideoRecord],
+    build_logs: list[Path],
+    llm: Path,
+    run: dict,
+    info: dict[str, str],
+    train_log: str,
+    eval_result: dict,
+) -> dict[str, Any]:
+    refined = {
+        (record.video_uid, node.node_id): node.provenance["refine"]
+        for record in records
+        for node in record.nodes
+        if (node.provenance or {}).get("refine", {}).get("mode") == "llm"
+    }
     # annotated: a valid answer whose provenance names the served model and the server that gave it
     annotated = [
         p for p in refined.values() if p["complete"] and p.get("model") == str(llm) and p.get("server")
@@ -159,9 +245,12 @@ def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], ll
     saved_step = None
     if len(hpc) == 1:
         saved_step = read_checkpoint(hpc[0])["global_step"]
-    resumed_step_match = (saved_step is not None and resumed == [str(hpc[0])]
-                          and f"Restored all states from the checkpoint at {hpc[0]}" in train_log
-                          and saved_step >= REQUEUE_AFTER_STEP)  # fmt: skip
+    resumed_step_match = (
+        saved_step is not None
+        and resumed == [str(hpc[0])]
+        and f"Restored all states from the checkpoint at {hpc[0]}" in train_log
+        and saved_step >= REQUEUE_AFTER_STEP
+    )
     ranks = {int(m) for m in re.findall(r"GLOBAL_RANK: (\d+)", train_log)}
     result = {
         "sbatch_build_tasks": len(build_logs),
@@ -179,17 +268,27 @@ def _summarise(out: Path, records: list[VideoRecord], build_logs: list[Path], ll
         "eval_top1": eval_result["metrics"]["top1"],
     }
     write_json_atomic(out / "result.json", result)
-    keys = ("sbatch_build_tasks", "selected_nodes", "annotated_nodes", "refine_rounds", "train_ranks", "requeues",
-            "resumed_step_match", "eval_top1")  # fmt: skip
+    keys = (
+        "sbatch_build_tasks",
+        "selected_nodes",
+        "annotated_nodes",
+        "refine_rounds",
+        "train_ranks",
+        "requeues",
+        "resumed_step_match",
+        "eval_top1",
+    )
     print("RESULT " + " ".join(f"{key}={result[key]}" for key in keys), flush=True)
     checks = {
         f"{BUILD_TASKS} build tasks": result["sbatch_build_tasks"] == BUILD_TASKS,
-        "every node sent to the LLM annotated through the server": 0 < result["annotated_nodes"] == result["selected_nodes"],
+        "every node sent to the LLM annotated through the server": 0
+        < result["annotated_nodes"]
+        == result["selected_nodes"],
         "3 rounds each": result["refine_rounds"] == 3,
         "2 training ranks": result["train_ranks"] == 2,
         "one requeue, resumed at the saved step": result["requeues"] == 1 and result["resumed_step_match"],
         f"trained to step {TRAIN_STEPS}": result["final_step"] == TRAIN_STEPS,
-    }  # fmt: skip
+    }
     missed = [name for name, ok in checks.items() if not ok]
     if missed:
         raise SmokeError(f"missed: {'; '.join(missed)} (see {out / 'result.json'})")

@@ -50,14 +50,27 @@ IMPORT_STAGE = "import"
 _TEXT = pa.string()
 # The node columns are fixed so that every export has the same schema, even one whose records have
 # no gpt annotation or frame caption yet (inference alone would give those columns the null type).
-_NODE_TYPE = pa.struct([
-    ("node_id", _TEXT), ("parent_id", _TEXT), ("level", pa.int64()), ("start", pa.float64()),
-    ("end", pa.float64()), ("plm_action", _TEXT), ("plm_caption", _TEXT), ("llama3_caption", _TEXT),
-    ("gpt", pa.struct([
-        ("summary", pa.struct([("brief", _TEXT), ("detailed", _TEXT)])),
-        ("action", pa.struct([("brief", _TEXT), ("detailed", _TEXT), ("actor", _TEXT)])),
-    ])),
-])  # fmt: skip
+_NODE_TYPE = pa.struct(
+    [
+        ("node_id", _TEXT),
+        ("parent_id", _TEXT),
+        ("level", pa.int64()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("plm_action", _TEXT),
+        ("plm_caption", _TEXT),
+        ("llama3_caption", _TEXT),
+        (
+            "gpt",
+            pa.struct(
+                [
+                    ("summary", pa.struct([("brief", _TEXT), ("detailed", _TEXT)])),
+                    ("action", pa.struct([("brief", _TEXT), ("detailed", _TEXT), ("actor", _TEXT)])),
+                ]
+            ),
+        ),
+    ]
+)
 _FIXED_COLUMNS = pa.schema([("video_uid", _TEXT), ("nodes", pa.list_(_NODE_TYPE))])
 _USE_JSONL = " (export to .jsonl keeps any record as it is)"
 
@@ -303,8 +316,12 @@ def import_official(
     config_hash = stable_hash(json.dumps(settings, sort_keys=True))[:16]
     shard_set = ShardSet(out)
     _check_previous(shard_set, config_hash)
-    config = {"annotations": str(data.path), "videos": str(folder) if folder else None, **settings,
-              "config_hash": config_hash}  # fmt: skip
+    config = {
+        "annotations": str(data.path),
+        "videos": str(folder) if folder else None,
+        **settings,
+        "config_hash": config_hash,
+    }
     write_text_atomic(shard_set.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     order = sorted(range(len(data.uids)), key=lambda i: (stable_hash(str(data.uids[i])), i))

@@ -38,8 +38,18 @@ OFFICIAL_NODE_FIELDS = {
     "llama3_caption": "frame_caption",
     "gpt": "annotation",
 }
-_NODE_FIELDS = ("node_id", "parent_id", "level", "start", "end", "frame_caption", "segment_caption",
-                "action_label", "annotation", "provenance")  # fmt: skip
+_NODE_FIELDS = (
+    "node_id",
+    "parent_id",
+    "level",
+    "start",
+    "end",
+    "frame_caption",
+    "segment_caption",
+    "action_label",
+    "annotation",
+    "provenance",
+)
 
 
 def validate_video_uid(video_uid: Any) -> str:

@@ -42,8 +42,12 @@ def stable_hash(text: str) -> str:
 
 
 def failure_line(failure: StageError) -> dict[str, Any]:
-    line = {"video_uid": failure.video_uid, "node_id": failure.node_id, "stage": failure.stage,
-            "reason": failure.reason}  # fmt: skip
+    line = {
+        "video_uid": failure.video_uid,
+        "node_id": failure.node_id,
+        "stage": failure.stage,
+        "reason": failure.reason,
+    }
     line.update(getattr(failure, "detail", None) or {})
     return line
 
@@ -130,8 +134,13 @@ class ShardSet:
         count, digest = write_tar(self.tar_path(index), samples)
         lines = "".join(json.dumps(failure_line(f), ensure_ascii=False) + "\n" for f in failures)
         write_text_atomic(self.root / "failures" / f"{self.name(index)}.jsonl", lines)
-        marker = {"shard": self.tar_path(index).name, "samples": count, "sha256": digest,
-                  "config_hash": config_hash, "stats": {**stats, "failures": len(failures)}}  # fmt: skip
+        marker = {
+            "shard": self.tar_path(index).name,
+            "samples": count,
+            "sha256": digest,
+            "config_hash": config_hash,
+            "stats": {**stats, "failures": len(failures)},
+        }
         write_json_atomic(self.marker_path(index), marker)
         return marker
 

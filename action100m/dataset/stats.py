@@ -22,11 +22,19 @@ from action100m.dataset.shards import ShardError, read_tar, shard_paths
 from action100m.utils.atomic import atomic_path, write_text_atomic
 
 # (label, lower bound, upper bound, the paper's share in %; the paper leaves ≥ 60 s as the remainder)
-DURATION_BUCKETS = (("< 3 s", 0.0, 3.0, 64.0), ("3–10 s", 3.0, 10.0, 23.8), ("10–60 s", 10.0, 60.0, 10.2),
-                    ("≥ 60 s", 60.0, float("inf"), 2.0))  # fmt: skip
+DURATION_BUCKETS = (
+    ("< 3 s", 0.0, 3.0, 64.0),
+    ("3–10 s", 3.0, 10.0, 23.8),
+    ("10–60 s", 10.0, 60.0, 10.2),
+    ("≥ 60 s", 60.0, float("inf"), 2.0),
+)
 # (label, annotation attribute, the paper's mean words)
-WORD_FIELDS = (("brief action", "action_brief", 3.2), ("brief caption", "summary_brief", 19.2),
-               ("detailed action", "action_detailed", 27.8), ("detailed caption", "summary_detailed", 95.3))  # fmt: skip
+WORD_FIELDS = (
+    ("brief action", "action_brief", 3.2),
+    ("brief caption", "summary_brief", 19.2),
+    ("detailed action", "action_detailed", 27.8),
+    ("detailed caption", "summary_detailed", 95.3),
+)
 ACTION_FIELDS = ("action_brief", "action_detailed")
 PAPER_NOT_APPLICABLE_PERCENT = 3.2
 HISTOGRAM_EDGES = np.logspace(-1, 4, 51)  # 0.1 s to 10^4 s (2.8 h), 10 bins a decade
@@ -129,8 +137,13 @@ def format_stats(stats: DatasetStats) -> str:
         lines.append(
             f"| {label} | {stats.mean_words(attribute):.1f} | {stats.words[attribute][1]} | {paper} |"
         )
-    lines += ["", f"## Top {TOP_ACTIONS} brief actions (lower-cased)", "", "| # | brief action | count |",
-              "|---:|---|---:|"]  # fmt: skip
+    lines += [
+        "",
+        f"## Top {TOP_ACTIONS} brief actions (lower-cased)",
+        "",
+        "| # | brief action | count |",
+        "|---:|---|---:|",
+    ]
     # ties are broken by name so that the same shards always give the same card
     ranked = sorted(stats.actions.items(), key=lambda item: (-item[1], item[0]))[:TOP_ACTIONS]
     for rank, (action, count) in enumerate(ranked, start=1):
@@ -154,8 +167,14 @@ def plot_durations(stats: DatasetStats, path: Path) -> Path:
         if low > 0:
             axes.axvline(low, color="grey", linestyle="--", linewidth=1)
         centre = max(low, HISTOGRAM_EDGES[0]) * 1.15
-        axes.text(centre, 0.95, f"{label}\n{_percent(count, stats.nodes)}%", transform=axes.get_xaxis_transform(),
-                  va="top", fontsize=8)  # fmt: skip
+        axes.text(
+            centre,
+            0.95,
+            f"{label}\n{_percent(count, stats.nodes)}%",
+            transform=axes.get_xaxis_transform(),
+            va="top",
+            fontsize=8,
+        )
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
@@ -168,15 +187,17 @@ def write_card(stats: DatasetStats, out: str | os.PathLike) -> tuple[Path, Path]
     out = Path(out)
     root = out if (out / "shards").is_dir() else out.parent
     figure = plot_durations(stats, root / FIGURE_NAME)
-    card = "\n".join([
-        f"# Dataset card: {root.resolve().name}",
-        "",
-        "Action100M-style video action dataset: one WebDataset sample per source video (`json` record with "
-        "the segment tree, captions and LLM annotations; optional `mp4`). Made by `action100m stats` from "
-        f"the {stats.shards} finished shards under `shards/`; the paper's figures are given for comparison.",
-        "",
-        format_stats(stats),
-        f"![Node durations]({FIGURE_NAME})",
-        "",
-    ])  # fmt: skip
+    card = "\n".join(
+        [
+            f"# Dataset card: {root.resolve().name}",
+            "",
+            "Action100M-style video action dataset: one WebDataset sample per source video (`json` record with "
+            "the segment tree, captions and LLM annotations; optional `mp4`). Made by `action100m stats` from "
+            f"the {stats.shards} finished shards under `shards/`; the paper's figures are given for comparison.",
+            "",
+            format_stats(stats),
+            f"![Node durations]({FIGURE_NAME})",
+            "",
+        ]
+    )
     return write_text_atomic(root / CARD_NAME, card), figure

@@ -28,9 +28,13 @@ def text_embeddings(encoder: VideoTextEncoder, texts: list[str], batch_size: int
 
 
 def class_embeddings(
-    encoder: VideoTextEncoder, class_texts: list[str], templates: list[str], batch_size: int = 256,
-    cache_dir: Path | None = None, model_key: str = "",
-) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+    encoder: VideoTextEncoder,
+    class_texts: list[str],
+    templates: list[str],
+    batch_size: int = 256,
+    cache_dir: Path | None = None,
+    model_key: str = "",
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """(classes, D): each class's prompts embedded and normalised, averaged over the templates (prompt
     ensembling, as CLIP does), normalised again. With `cache_dir`, reused for the same model key
     (checkpoint hash), templates and class texts; the second value says whether it was and how many
@@ -63,9 +67,14 @@ class ClipEmbeddings:
 
 @torch.inference_mode()
 def clip_embeddings(
-    encoder: VideoTextEncoder, dataset: ClipDataset, batch_size: int = 8, workers: int = 2,
-    progress: bool = True, desc: str = "eval", query: str | None = None,
-) -> ClipEmbeddings:  # fmt: skip
+    encoder: VideoTextEncoder,
+    dataset: ClipDataset,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = True,
+    desc: str = "eval",
+    query: str | None = None,
+) -> ClipEmbeddings:
     """Every clip's embedding, its views (temporal x spatial) averaged; workers decode in parallel.
     `query`: the predictor's text query for every clip (VL-JEPA), else the encoder's own."""
     loader = DataLoader(

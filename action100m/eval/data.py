@@ -49,9 +49,16 @@ class Sample:
 class ClipDataset(Dataset):
     """Clip i -> Sample(i, preprocessed views, None) or Sample(i, None, reason)."""
 
-    def __init__(self, clips: Sequence[Clip], preprocess: Callable[[torch.Tensor], torch.Tensor],
-                 num_frames: int, temporal_views: int = 1, spatial_crops: int = 1, backend: str = "decord",
-                 video_options: dict[str, Any] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        preprocess: Callable[[torch.Tensor], torch.Tensor],
+        num_frames: int,
+        temporal_views: int = 1,
+        spatial_crops: int = 1,
+        backend: str = "decord",
+        video_options: dict[str, Any] | None = None,
+    ):
         if spatial_crops not in (1, 3):
             raise ValueError(f"spatial_crops must be 1 or 3, got {spatial_crops}")
         if num_frames < 1 or temporal_views < 1:

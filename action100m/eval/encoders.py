@@ -138,8 +138,9 @@ def load_vljepa(checkpoint: str, device: str = "cpu") -> VideoTextEncoder:
     return model
 
 
-def load_encoder(kind: str, checkpoint: str | None, model: str | None, num_frames: int, device: str,
-                 dtype: str) -> VideoTextEncoder:  # fmt: skip
+def load_encoder(
+    kind: str, checkpoint: str | None, model: str | None, num_frames: int, device: str, dtype: str
+) -> VideoTextEncoder:
     """`vljepa`: the model in `checkpoint`; `clip`: the transformers model `model` at `num_frames`."""
     if kind == "vljepa":
         if not checkpoint:

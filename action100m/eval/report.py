@@ -14,9 +14,15 @@ from action100m.utils.atomic import write_text_atomic
 
 # Column headers of the papers' zero-shot table, by benchmark config name.
 PAPER_HEADERS = {
-    "ssv2": "SSv2", "epic_kitchens_action": "EK100", "egoexo4d_keystep": "EgoExo4D", "kinetics400": "K400",
-    "coin_step": "COIN SR", "coin_task": "COIN TR", "crosstask_step": "CT SR", "crosstask_task": "CT TR",
-}  # fmt: skip
+    "ssv2": "SSv2",
+    "epic_kitchens_action": "EK100",
+    "egoexo4d_keystep": "EgoExo4D",
+    "kinetics400": "K400",
+    "coin_step": "COIN SR",
+    "coin_task": "COIN TR",
+    "crosstask_step": "CT SR",
+    "crosstask_task": "CT TR",
+}
 
 
 def format_check(
@@ -44,10 +50,12 @@ def _percent(value: float | None) -> str:
 
 def format_result(result: dict[str, Any]) -> str:
     counts, metrics = result["counts"], result["metrics"]
-    head = (f"{result['benchmark']} ({result['split']}, {result['model']['name']}, "
-            f"{result['protocol']['num_frames']} frames): {counts['clips_evaluated']:,} of "
-            f"{counts['clips_read']:,} clips ({counts['clips_missing']} missing, "
-            f"{counts['clips_failed']} failed)")  # fmt: skip
+    head = (
+        f"{result['benchmark']} ({result['split']}, {result['model']['name']}, "
+        f"{result['protocol']['num_frames']} frames): {counts['clips_evaluated']:,} of "
+        f"{counts['clips_read']:,} clips ({counts['clips_missing']} missing, "
+        f"{counts['clips_failed']} failed)"
+    )
     names = list(metrics)
     widths = [max(len(n), 7) for n in names]
     header = "  " + "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))
@@ -81,8 +89,9 @@ def write_left_out(folder: Path, left_out: list[tuple[Clip, str]]) -> Path:
     return write_text_atomic(folder / "left_out.jsonl", "".join(lines))
 
 
-def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None,
-              folder: Path) -> None:  # fmt: skip
+def log_wandb(
+    cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None, folder: Path
+) -> None:
     """One W&B run (job type `eval`, kept in `folder`/wandb beside the result JSONs): the metrics as
     charts and a table; the summary's `RESULTS_KEY` keeps each benchmark's metrics with what the model
     was trained on (`train`), which `action100m report scaling --wandb-project` reads back."""
@@ -90,8 +99,14 @@ def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], ave
 
     trained_on = next((r["train"] for r in results if "train" in r), None)
     folder.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, job_type="eval", dir=str(folder),
-                     config={**config, **({"train": trained_on} if trained_on else {})})  # fmt: skip
+    run = wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        mode=cfg.mode,
+        job_type="eval",
+        dir=str(folder),
+        config={**config, **({"train": trained_on} if trained_on else {})},
+    )
     logged: dict[str, Any] = {
         f"zero_shot/{r['benchmark']}/{k}": v
         for r in results
@@ -110,8 +125,15 @@ def log_wandb(cfg: WandbConfig, config: dict, results: list[dict[str, Any]], ave
         "top5",
         "mean_class",
     ]
-    rows = [[r["benchmark"], r["split"], *(r["counts"][c] for c in columns[2:5]),
-             *(r["metrics"].get(m) for m in columns[5:])] for r in results]  # fmt: skip
+    rows = [
+        [
+            r["benchmark"],
+            r["split"],
+            *(r["counts"][c] for c in columns[2:5]),
+            *(r["metrics"].get(m) for m in columns[5:]),
+        ]
+        for r in results
+    ]
     logged["zero_shot/table"] = wandb.Table(columns=columns, data=rows)
     run.log(logged)
     run.summary[RESULTS_KEY] = results_for_summary(results)

@@ -65,10 +65,15 @@ def load_benchmark(bench: BenchmarkConfig) -> Loaded:
         raise ConfigError(f"zero_shot={bench.name or '?'}: zero_shot.reader and zero_shot.root must be set")
     root = Path(bench.root).expanduser()
     source = Source(
-        root=root, videos=Path(bench.videos).expanduser() if bench.videos else root, split=bench.split,
-        task=bench.task, files=dict(bench.files), layout=bench.layout, video_ext=bench.video_ext,
+        root=root,
+        videos=Path(bench.videos).expanduser() if bench.videos else root,
+        split=bench.split,
+        task=bench.task,
+        files=dict(bench.files),
+        layout=bench.layout,
+        video_ext=bench.video_ext,
         class_names=bench.class_names,
-    )  # fmt: skip
+    )
     data = read_benchmark(bench.reader, source)
     clips = data.clips if isinstance(data, Benchmark) else data.videos
     exists: dict[Path, bool] = {}
@@ -81,8 +86,13 @@ def model_identity(cfg: EvalConfig, encoder: VideoTextEncoder | None = None) -> 
     location = cfg.checkpoint if cfg.encoder.kind == "vljepa" else cfg.encoder.model
     sha = weights_sha256(location) if location else None
     name = getattr(encoder, "name", None) or location or cfg.encoder.kind
-    return {"kind": cfg.encoder.kind, "name": name, "checkpoint": location, "checkpoint_sha256": sha,
-            "key": f"{cfg.encoder.kind}:{name}:{sha}"}  # fmt: skip
+    return {
+        "kind": cfg.encoder.kind,
+        "name": name,
+        "checkpoint": location,
+        "checkpoint_sha256": sha,
+        "key": f"{cfg.encoder.kind}:{name}:{sha}",
+    }
 
 
 def _slug(identity: dict[str, Any]) -> str:
@@ -106,8 +116,15 @@ def _dataset(
     options = {"num_threads": cfg.video.num_threads}
     if cfg.video.backend.value == "pyav":
         options["seek_threshold"] = cfg.video.seek_threshold
-    return ClipDataset(clips, encoder.preprocess, frames, bench.temporal_views, bench.spatial_crops,
-                       cfg.video.backend.value, options)  # fmt: skip
+    return ClipDataset(
+        clips,
+        encoder.preprocess,
+        frames,
+        bench.temporal_views,
+        bench.spatial_crops,
+        cfg.video.backend.value,
+        options,
+    )
 
 
 def _embed(
@@ -118,8 +135,9 @@ def _embed(
     missing = set(map(id, loaded.missing))
     present = [c for c in loaded.clips if id(c) not in missing]
     dataset = _dataset(cfg, loaded.cfg, encoder, present)
-    embedded = clip_embeddings(encoder, dataset, cfg.batch_size, cfg.workers, cfg.progress, loaded.cfg.name,
-                               cfg.query)  # fmt: skip
+    embedded = clip_embeddings(
+        encoder, dataset, cfg.batch_size, cfg.workers, cfg.progress, loaded.cfg.name, cfg.query
+    )
     failed = [(present[i], reason) for i, reason in embedded.failures]
     left_out = [(c, "missing video file") for c in loaded.missing] + failed
     if failed and not cfg.allow_missing:
@@ -177,18 +195,30 @@ def evaluate(
         extra = {"captions": len(data.captions), "captions_evaluated": len(kept)}
     missing = sum(1 for _, reason in left_out if reason == "missing video file")
     return {
-        "benchmark": bench.name, "reader": bench.reader, "task": getattr(data, "task", "retrieval"),
-        "split": data.split, "root": bench.root, "videos": bench.videos or bench.root,
-        "annotation_files": [str(p) for p in data.files], "notes": data.notes,
+        "benchmark": bench.name,
+        "reader": bench.reader,
+        "task": getattr(data, "task", "retrieval"),
+        "split": data.split,
+        "root": bench.root,
+        "videos": bench.videos or bench.root,
+        "annotation_files": [str(p) for p in data.files],
+        "notes": data.notes,
         "model": {k: v for k, v in identity.items() if k != "key"},
         "protocol": protocol(cfg, bench, encoder, templates),
-        "counts": {"clips_read": len(loaded.clips), "clips_missing": missing,
-                   "clips_failed": len(left_out) - missing, "clips_evaluated": len(clips)},
-        "allow_missing": cfg.allow_missing, "metrics": metrics, **extra, **_training(encoder),
+        "counts": {
+            "clips_read": len(loaded.clips),
+            "clips_missing": missing,
+            "clips_failed": len(left_out) - missing,
+            "clips_evaluated": len(clips),
+        },
+        "allow_missing": cfg.allow_missing,
+        "metrics": metrics,
+        **extra,
+        **_training(encoder),
         "seconds": round(time.perf_counter() - started, 2),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "left_out": left_out,
-    }  # fmt: skip
+    }
 
 
 def _training(encoder: VideoTextEncoder) -> dict[str, Any]:
@@ -244,8 +274,14 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             raise EvalError(f"{x.cfg.name}: the annotation files list no clips for split {x.data.split!r}")
     if not cfg.allow_missing:
         _refuse_missing(loaded)
-    encoder = load_encoder(cfg.encoder.kind, cfg.checkpoint, cfg.encoder.model, cfg.encoder.num_frames,
-                           cfg.encoder.device, cfg.encoder.dtype)  # fmt: skip
+    encoder = load_encoder(
+        cfg.encoder.kind,
+        cfg.checkpoint,
+        cfg.encoder.model,
+        cfg.encoder.num_frames,
+        cfg.encoder.device,
+        cfg.encoder.dtype,
+    )
     identity = model_identity(cfg, encoder)
     config = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
     results = []
@@ -260,8 +296,13 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"results": results}
     if cfg.zero_shot.suite:
         summary.update(format_suite(results, identity["name"]))
-        kept = {"suite": cfg.zero_shot.suite, "model": results[0]["model"], "average_top1": summary["average_top1"],
-                "top1": summary["top1"], "results": [r["path"] for r in results]}  # fmt: skip
+        kept = {
+            "suite": cfg.zero_shot.suite,
+            "model": results[0]["model"],
+            "average_top1": summary["average_top1"],
+            "top1": summary["top1"],
+            "results": [r["path"] for r in results],
+        }
         out = Path(cfg.output_dir) / cfg.zero_shot.name / _slug(identity) / "summary.json"
         summary["path"] = str(write_json_atomic(out, kept))
         print(summary["table"])

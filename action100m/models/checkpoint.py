@@ -46,6 +46,8 @@ def check_compatible(checkpoint: dict[str, Any], model: nn.Module, where: str) -
     reshaped = [k for k in expected if k in saved and saved[k].shape != expected[k].shape]
     for what, keys in (("missing", missing), ("unexpected", unexpected), ("with other shapes", reshaped)):
         if keys:
-            raise ConfigError(f"{where}: model preset {ours!r}: parameters {what} in the checkpoint: {_names(keys)} "
-                              f"(was it trained with other model settings?)")  # fmt: skip
+            raise ConfigError(
+                f"{where}: model preset {ours!r}: parameters {what} in the checkpoint: {_names(keys)} "
+                f"(was it trained with other model settings?)"
+            )
     return meta

@@ -39,10 +39,14 @@ def param_groups(
         for decay in (True, False):
             chosen = [p for p in trainable if (p.ndim >= 2) == decay]
             if chosen:
-                groups.append({
-                    "name": f"{name}{'' if decay else '/no_decay'}", "params": chosen, "lr": cfg.lr * mult,
-                    "weight_decay": cfg.weight_decay if decay else 0.0,
-                })  # fmt: skip
+                groups.append(
+                    {
+                        "name": f"{name}{'' if decay else '/no_decay'}",
+                        "params": chosen,
+                        "lr": cfg.lr * mult,
+                        "weight_decay": cfg.weight_decay if decay else 0.0,
+                    }
+                )
     return groups
 
 

@@ -29,10 +29,13 @@ def _load_lm(cfg: PredictorConfig, tokenizer: PreTrainedTokenizerBase) -> nn.Mod
     if cfg.name == TINY:
         tiny = cfg.tiny
         config = tiny_llama_config(
-            tokenizer, hidden_size=tiny.hidden_size, intermediate_size=tiny.intermediate_size,
-            num_hidden_layers=tiny.num_hidden_layers, num_attention_heads=tiny.num_attention_heads,
+            tokenizer,
+            hidden_size=tiny.hidden_size,
+            intermediate_size=tiny.intermediate_size,
+            num_hidden_layers=tiny.num_hidden_layers,
+            num_attention_heads=tiny.num_attention_heads,
             num_key_value_heads=tiny.num_key_value_heads,
-        )  # fmt: skip
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tiny.seed)
             return LlamaModel(config)

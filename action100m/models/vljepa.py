@@ -86,8 +86,11 @@ class VLJEPA(L.LightningModule):
         self.samples_seen += batch_size * self.trainer.world_size
         self.add_skipped(int(batch["skipped"]))
         # Few log calls: each costs Lightning about a millisecond, every step.
-        metrics.update(temperature=self.loss.temperature, samples_seen=float(self.samples_seen),
-                       skipped_samples=float(self.skipped_samples))  # fmt: skip
+        metrics.update(
+            temperature=self.loss.temperature,
+            samples_seen=float(self.samples_seen),
+            skipped_samples=float(self.skipped_samples),
+        )
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, batch_size=batch_size, prog_bar=True)
         return loss
 

@@ -20,8 +20,12 @@ SHAPE = {"summary": ("brief", "detailed"), "action": ("brief", "detailed", "acto
 
 
 def _object(keys: tuple[str, ...]) -> dict[str, Any]:
-    return {"type": "object", "properties": {key: dict(_TEXT) for key in keys}, "required": list(keys),
-            "additionalProperties": False}  # fmt: skip
+    return {
+        "type": "object",
+        "properties": {key: dict(_TEXT) for key in keys},
+        "required": list(keys),
+        "additionalProperties": False,
+    }
 
 
 # Every property required and no others: what vLLM's strict structured output and the local backend's
@@ -44,14 +48,33 @@ _TIMESTAMP = re.compile(
     re.IGNORECASE,
 )
 # Verbs whose base form ends in -ing (the rule rejects "stirring", not "string").
-_ING_BASE_FORMS = {"bring", "sing", "ring", "sting", "string", "swing", "spring", "cling", "fling", "sling",
-                   "wring", "king", "ding", "ping", "wing"}  # fmt: skip
+_ING_BASE_FORMS = {
+    "bring",
+    "sing",
+    "ring",
+    "sting",
+    "string",
+    "swing",
+    "spring",
+    "cling",
+    "fling",
+    "sling",
+    "wring",
+    "king",
+    "ding",
+    "ping",
+    "wing",
+}
 # Frequent function words: English ones against those of the languages a model most often drifts into.
-_ENGLISH = set("the a an and of to in on with is are his her their its while then as at from into by for "
-               "this that it he she they them onto over up out".split())  # fmt: skip
-_OTHER = set("el los las del y con una que por para mientras luego sobre está sus muy le les des du et avec "
-             "une pour sur puis dans est sont ses der die das und mit eine den dem zu auf ist sich von im "
-             "dann nicht os das dos em com uma sua seu não são il gli della che poi sono".split())  # fmt: skip
+_ENGLISH = set(
+    "the a an and of to in on with is are his her their its while then as at from into by for "
+    "this that it he she they them onto over up out".split()
+)
+_OTHER = set(
+    "el los las del y con una que por para mientras luego sobre está sus muy le les des du et avec "
+    "une pour sur puis dans est sont ses der die das und mit eine den dem zu auf ist sich von im "
+    "dann nicht os das dos em com uma sua seu não são il gli della che poi sono".split()
+)
 
 
 class AnswerError(Action100MError):
@@ -122,23 +145,31 @@ def validate_answer(data: Any, rules: AnswerRules) -> Annotation:
     if problems:
         raise AnswerError("; ".join(problems))
     return Annotation(
-        fields["summary.brief"], fields["summary.detailed"],
-        fields["action.brief"], fields["action.detailed"], fields["action.actor"],
-    )  # fmt: skip
+        fields["summary.brief"],
+        fields["summary.detailed"],
+        fields["action.brief"],
+        fields["action.detailed"],
+        fields["action.actor"],
+    )
 
 
 def rule_violations(fields: dict[str, str], rules: AnswerRules) -> list[str]:
     """What in `fields` ("group.key" → text) breaks `rules`; empty when nothing does."""
-    problems = [f"{key} is \"N/A\": the summary must describe the segment"
-                for key in ("summary.brief", "summary.detailed") if fields[key] == NOT_APPLICABLE]  # fmt: skip
+    problems = [
+        f'{key} is "N/A": the summary must describe the segment'
+        for key in ("summary.brief", "summary.detailed")
+        if fields[key] == NOT_APPLICABLE
+    ]
     brief, detailed = fields["action.brief"], fields["action.detailed"]
     if rules.consistent_na and (brief == NOT_APPLICABLE) != (detailed == NOT_APPLICABLE):
         problems.append('action.brief and action.detailed must both be "N/A" or both describe the action')
     if brief != NOT_APPLICABLE:
         words = brief.split()
         if rules.max_action_brief_words and len(words) > rules.max_action_brief_words:
-            problems.append(f"action.brief has {len(words)} words; a short verb phrase has at most "
-                            f"{rules.max_action_brief_words}")  # fmt: skip
+            problems.append(
+                f"action.brief has {len(words)} words; a short verb phrase has at most "
+                f"{rules.max_action_brief_words}"
+            )
         first = words[0].lower().strip(",.;:!")
         if rules.base_form_action and first.endswith("ing") and first not in _ING_BASE_FORMS:
             problems.append(f"action.brief starts with '{words[0]}': use the base form of the verb")

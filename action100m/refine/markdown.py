@@ -17,8 +17,10 @@ def _seconds(t: float) -> str:
 
 
 def node_markdown(node: Node, depth: int) -> str:
-    lines = [f"{'#' * min(depth + 1, MAX_HEADING_LEVEL)} {_seconds(node.start)} → {_seconds(node.end)} "
-             f"({_seconds(node.duration)})"]  # fmt: skip
+    lines = [
+        f"{'#' * min(depth + 1, MAX_HEADING_LEVEL)} {_seconds(node.start)} → {_seconds(node.end)} "
+        f"({_seconds(node.duration)})"
+    ]
     if node.segment_caption:
         lines.append(node.segment_caption.strip())
     if node.frame_caption:

@@ -140,8 +140,15 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
         series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.x(axis))
         x = [p.x(axis) for p in series]
         style = {"color": "black", "linewidth": 2.5} if benchmark == AVERAGE else {}
-        drawn = axes.errorbar(x, [100 * p.mean for p in series], yerr=[100 * p.std for p in series], marker="o",
-                              capsize=3, label=benchmark, **style)  # fmt: skip
+        drawn = axes.errorbar(
+            x,
+            [100 * p.mean for p in series],
+            yerr=[100 * p.std for p in series],
+            marker="o",
+            capsize=3,
+            label=benchmark,
+            **style,
+        )
         if benchmark in fits:
             grid = np.geomspace(min(x), max(x), 50)
             fit = fits[benchmark]

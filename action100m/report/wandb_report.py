@@ -20,8 +20,10 @@ X_CONFIG_KEYS = {"samples_seen": "train.samples_seen", "dataset_size": "train.sa
 def results_for_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """What an eval run keeps under `RESULTS_KEY`: per benchmark, its metrics and (for checkpoints that
     recorded it) what the model was trained on."""
-    return {r["benchmark"]: {"metrics": r["metrics"], **({"train": r["train"]} if "train" in r else {})}
-            for r in results}  # fmt: skip
+    return {
+        r["benchmark"]: {"metrics": r["metrics"], **({"train": r["train"]} if "train" in r else {})}
+        for r in results
+    }
 
 
 def results_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -58,12 +60,20 @@ def report_blocks(report: dict[str, Any], out: Path, project: str, entity: str |
     import wandb_workspaces.reports.v2 as wr
 
     benchmarks = sorted({p["benchmark"] for p in report["points"]} - {AVERAGE})
-    scatters = [wr.ScatterPlot(title=f"{benchmark}: zero-shot {report['metric']} vs {report['x']}",
-                               x=wr.Config(X_CONFIG_KEYS[report["x"]]),
-                               y=wr.SummaryMetric(f"zero_shot/{benchmark}/{report['metric']}"), log_x=True)
-                for benchmark in benchmarks]  # fmt: skip
-    return [wr.H1("Data scaling"), wr.MarkdownBlock((out / "scaling.md").read_text(encoding="utf-8")),
-            wr.PanelGrid(runsets=[wr.Runset(entity=entity or "", project=project)], panels=scatters)]  # fmt: skip
+    scatters = [
+        wr.ScatterPlot(
+            title=f"{benchmark}: zero-shot {report['metric']} vs {report['x']}",
+            x=wr.Config(X_CONFIG_KEYS[report["x"]]),
+            y=wr.SummaryMetric(f"zero_shot/{benchmark}/{report['metric']}"),
+            log_x=True,
+        )
+        for benchmark in benchmarks
+    ]
+    return [
+        wr.H1("Data scaling"),
+        wr.MarkdownBlock((out / "scaling.md").read_text(encoding="utf-8")),
+        wr.PanelGrid(runsets=[wr.Runset(entity=entity or "", project=project)], panels=scatters),
+    ]
 
 
 def publish(report: dict[str, Any], out: Path, project: str, entity: str | None = None) -> str:
@@ -80,16 +90,24 @@ def publish(report: dict[str, Any], out: Path, project: str, entity: str | None 
     run = wandb.init(
         project=project, entity=entity, job_type="scaling-report", name="scaling-report", dir=str(out)
     )
-    table = wandb.Table(columns=["benchmark", "scale", "samples_seen", "dataset_size", "mean", "std"],
-                        data=[[p["benchmark"], p["scale"], p["samples_seen"], p["dataset_size"], p["mean"], p["std"]]
-                              for p in report["points"]])  # fmt: skip
+    table = wandb.Table(
+        columns=["benchmark", "scale", "samples_seen", "dataset_size", "mean", "std"],
+        data=[
+            [p["benchmark"], p["scale"], p["samples_seen"], p["dataset_size"], p["mean"], p["std"]]
+            for p in report["points"]
+        ],
+    )
     run.log({"scaling/plot": wandb.Image(str(out / "scaling.png")), "scaling/table": table})
     run.summary["scaling/fits"] = report["fits"]
     where = run.dir
     run.finish()
     if online:
-        created = wr.Report(project=project, entity=entity or "", title="Data scaling",
-                            blocks=report_blocks(report, out, project, entity))  # fmt: skip
+        created = wr.Report(
+            project=project,
+            entity=entity or "",
+            title="Data scaling",
+            blocks=report_blocks(report, out, project, entity),
+        )
         created.save()
         where = created.url
     return where

@@ -67,12 +67,14 @@ def write_benchmark(
         spec = sample_clip_spec(rng, clip_id, verb, colour, shape, fps, width, height)
         render_video(spec, out / VIDEO_DIR / f"{clip_id}.mp4")
         text = template(verb, colour, shape)
-        entries.append({
-            "id": clip_id,
-            "label": text.replace("[", "").replace("]", "").lower(),
-            "template": text,
-            "placeholders": [object_name(colour, shape)],
-        })  # fmt: skip
+        entries.append(
+            {
+                "id": clip_id,
+                "label": text.replace("[", "").replace("]", "").lower(),
+                "template": text,
+                "placeholders": [object_name(colour, shape)],
+            }
+        )
         on_clip()
     write_json_atomic(out / LABELS_FILE, labels())
     write_json_atomic(out / VALIDATION_FILE, entries)

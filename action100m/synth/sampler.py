@@ -83,8 +83,12 @@ class _Geometry:
         x0, y0, x1, y1 = box
         for other in others:
             ex, ey = self.extent(other)
-            if (x0 < other.x + ex + gap and other.x - ex - gap < x1
-                    and y0 < other.y + ey + gap and other.y - ey - gap < y1):  # fmt: skip
+            if (
+                x0 < other.x + ex + gap
+                and other.x - ex - gap < x1
+                and y0 < other.y + ey + gap
+                and other.y - ey - gap < y1
+            ):
                 return False
         return True
 

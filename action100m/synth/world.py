@@ -88,9 +88,16 @@ GOALS: dict[str, str] = {
     "play": "play with {obj}",
 }
 _GOAL_OF_FIRST_WORD = {
-    "move": "arrange", "rotate": "turn", "flip": "turn", "grow": "resize", "shrink": "resize",
-    "change": "repaint", "fade": "show", "bounce": "play", "shake": "play",
-}  # fmt: skip
+    "move": "arrange",
+    "rotate": "turn",
+    "flip": "turn",
+    "grow": "resize",
+    "shrink": "resize",
+    "change": "repaint",
+    "fade": "show",
+    "bounce": "play",
+    "shake": "play",
+}
 
 
 def target_colour(verb: str) -> str | None:

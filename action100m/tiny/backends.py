@@ -72,11 +72,18 @@ def tiny_tokenizer(corpus: Iterable[str] = CORPUS, media_tokens: bool = True) ->
 def _text_settings(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
     # A wide initialisation, so that a toy model's answer depends on its prompt and image: tests can
     # then tell when a batch mixes up or pads its items wrongly.
-    return dict(initializer_range=0.3,
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+    return dict(
+        initializer_range=0.3,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
 
 
 def _words_only(model: Any, tokenizer: PreTrainedTokenizerFast) -> Any:
@@ -95,9 +102,13 @@ def tiny_gpt_oss(seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
     """GPT-OSS (mixture of experts, alternating sliding/full attention) at toy width."""
     tokenizer = tiny_tokenizer(media_tokens=False)
     config = GptOssConfig(
-        **_text_settings(tokenizer), head_dim=8, num_local_experts=4, num_experts_per_tok=2,
-        sliding_window=16, layer_types=["sliding_attention", "full_attention"],
-    )  # fmt: skip
+        **_text_settings(tokenizer),
+        head_dim=8,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+    )
     torch.manual_seed(seed)
     return _words_only(GptOssForCausalLM(config).eval(), tokenizer), tokenizer
 
@@ -106,10 +117,18 @@ def tiny_mllama(seed: int = 0, image_size: int = 32) -> tuple[torch.nn.Module, M
     """Llama-3.2-Vision's architecture: a tiled ViT feeding cross-attention layers of a Llama."""
     tokenizer = tiny_tokenizer()
     vision = dict(
-        hidden_size=32, num_hidden_layers=2, num_global_layers=1, attention_heads=2, intermediate_size=64,
-        vision_output_dim=64, image_size=image_size, patch_size=8, max_num_tiles=1,
-        intermediate_layers_indices=[0], supported_aspect_ratios=[[1, 1]],
-    )  # fmt: skip
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_global_layers=1,
+        attention_heads=2,
+        intermediate_size=64,
+        vision_output_dim=64,
+        image_size=image_size,
+        patch_size=8,
+        max_num_tiles=1,
+        intermediate_layers_indices=[0],
+        supported_aspect_ratios=[[1, 1]],
+    )
     text = dict(_text_settings(tokenizer), cross_attention_layers=[1])
     config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.image_token_id)
     image_processor = MllamaImageProcessor(
@@ -132,22 +151,34 @@ def tiny_perception_lm(seed: int = 0, image_size: int = 32) -> tuple[torch.nn.Mo
     tokenizer = tiny_tokenizer()
     patch = 16
     vision = TimmWrapperConfig(
-        architecture="vit_pe_core_tiny_patch16_384", do_pooling=False,
-        model_args={"embed_dim": 32, "depth": 1, "num_heads": 2, "img_size": [image_size, image_size],
-                    "ref_feat_shape": [image_size // patch, image_size // patch]},
-    )  # fmt: skip
+        architecture="vit_pe_core_tiny_patch16_384",
+        do_pooling=False,
+        model_args={
+            "embed_dim": 32,
+            "depth": 1,
+            "num_heads": 2,
+            "img_size": [image_size, image_size],
+            "ref_feat_shape": [image_size // patch, image_size // patch],
+        },
+    )
     config = PerceptionLMConfig(
-        vision_config=vision, text_config=LlamaConfig(**_text_settings(tokenizer)), projector_pooling_ratio=1,
-        image_token_id=tokenizer.image_token_id, video_token_id=tokenizer.video_token_id,
-    )  # fmt: skip
+        vision_config=vision,
+        text_config=LlamaConfig(**_text_settings(tokenizer)),
+        projector_pooling_ratio=1,
+        image_token_id=tokenizer.image_token_id,
+        video_token_id=tokenizer.video_token_id,
+    )
     size = {"height": image_size, "width": image_size}
     processor = PerceptionLMProcessor(
         image_processor=PerceptionLMImageProcessor(
             tile_size=image_size, vision_input_type="vanilla", max_num_tiles=1, size=size
         ),
         video_processor=PerceptionLMVideoProcessor(size=size),
-        tokenizer=tokenizer, patch_size=patch, pooling_ratio=1, chat_template=CHAT_TEMPLATE,
-    )  # fmt: skip
+        tokenizer=tokenizer,
+        patch_size=patch,
+        pooling_ratio=1,
+        chat_template=CHAT_TEMPLATE,
+    )
     torch.manual_seed(seed)
     return _words_only(PerceptionLMForConditionalGeneration(config).eval(), tokenizer), processor
 
@@ -164,8 +195,14 @@ LLAMA3_CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}{% endif %}<|eot_id|>{% endfor %}"
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
-LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                         "<|eot_id|>", "<|finetune_right_pad_id|>"]  # fmt: skip
+LLAMA3_SPECIAL_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+]
 
 
 def _bpe_corpus() -> list[str]:
@@ -175,8 +212,10 @@ def _bpe_corpus() -> list[str]:
 
     from action100m.refine.prompt import _V1_SYSTEM
 
-    answer = {"summary": {"brief": "a person stirs", "detailed": "a person stirs the mixture"},
-              "action": {"brief": "stir the mixture", "detailed": "stirs it", "actor": "a person"}}  # fmt: skip
+    answer = {
+        "summary": {"brief": "a person stirs", "detailed": "a person stirs the mixture"},
+        "action": {"brief": "stir the mixture", "detailed": "stirs it", "actor": "a person"},
+    }
     return [_V1_SYSTEM, json.dumps(answer), json.dumps(answer, indent=2), *CORPUS]
 
 
@@ -189,14 +228,19 @@ def byte_level_bpe_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=LLAMA3_SPECIAL_TOKENS, show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=LLAMA3_SPECIAL_TOKENS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )  # fmt: skip
+    )
     backend.train_from_iterator(_bpe_corpus(), trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-        pad_token="<|finetune_right_pad_id|>", model_max_length=2048,
-    )  # fmt: skip
+        tokenizer_object=backend,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+        model_max_length=2048,
+    )
     tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
     return tokenizer
 
@@ -246,12 +290,20 @@ def tiny_bpe_llm(
     tokenizer = byte_level_bpe_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-        max_position_embeddings=max_position_embeddings, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=[ids("<|eot_id|>"), ids("<|end_of_text|>")],
-        pad_token_id=tokenizer.pad_token_id, torch_dtype="float32",
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[ids("<|eot_id|>"), ids("<|end_of_text|>")],
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     _close_strings_soon(model, tokenizer, quote_probability)

@@ -29,10 +29,18 @@ def train_word_tokenizer(corpus: Iterable[str], vocab_size: int = 4096) -> PreTr
 def tiny_vjepa2_config(**overrides: Any) -> VJEPA2Config:
     """V-JEPA 2 at toy width: 32² crops, 8×8 patches, tubelets of 2 frames, 2 layers of width 32."""
     settings: dict[str, Any] = dict(
-        crop_size=32, frames_per_clip=8, patch_size=8, tubelet_size=2, hidden_size=32,
-        num_attention_heads=2, num_hidden_layers=2, mlp_ratio=2.0,
-        pred_hidden_size=16, pred_num_attention_heads=2, pred_num_hidden_layers=1,
-    )  # fmt: skip
+        crop_size=32,
+        frames_per_clip=8,
+        patch_size=8,
+        tubelet_size=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        mlp_ratio=2.0,
+        pred_hidden_size=16,
+        pred_num_attention_heads=2,
+        pred_num_hidden_layers=1,
+    )
     settings.update(overrides)
     return VJEPA2Config(**settings)
 
@@ -44,11 +52,18 @@ def tiny_vjepa2(seed: int = 0, **overrides: Any) -> VJEPA2Model:
 
 def tiny_llama_config(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> LlamaConfig:
     settings: dict[str, Any] = dict(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     settings.update(overrides)
     return LlamaConfig(**settings)
 

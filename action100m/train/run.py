@@ -73,13 +73,31 @@ def as_train_config(cfg: TrainConfig | DictConfig) -> TrainConfig:
 # `epoch_batches` reorder the same samples (as the world size does); `data.shards` is replaced by the
 # content of the chosen shards, so a shard set copied elsewhere (node-local scratch) is the same data.
 NOT_IDENTITY = {
-    "name", "output_dir", "ckpt_path", "logger", "checkpoint", "data.shards", "data.num_workers",
-    "data.epoch_batches", "data.shuffle_buffer", "data.video_backend", "data.decode_threads",
-    "data.max_consecutive_failures", "data.val_shards", "data.val_batches", "data.cache_dir",
-    "data.resample.batch_size", "trainer.accelerator", "trainer.strategy", "trainer.val_check_interval",
-    "trainer.log_every_n_steps", "trainer.deterministic", "trainer.threads", "trainer.requeue",
+    "name",
+    "output_dir",
+    "ckpt_path",
+    "logger",
+    "checkpoint",
+    "data.shards",
+    "data.num_workers",
+    "data.epoch_batches",
+    "data.shuffle_buffer",
+    "data.video_backend",
+    "data.decode_threads",
+    "data.max_consecutive_failures",
+    "data.val_shards",
+    "data.val_batches",
+    "data.cache_dir",
+    "data.resample.batch_size",
+    "trainer.accelerator",
+    "trainer.strategy",
+    "trainer.val_check_interval",
+    "trainer.log_every_n_steps",
+    "trainer.deterministic",
+    "trainer.threads",
+    "trainer.requeue",
     "trainer.progress_bar",
-}  # fmt: skip
+}
 # With a fixed global batch the layout only decides the accumulation; without one it is the batch.
 LAYOUT = ("data.batch_size", "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches")
 
@@ -108,8 +126,11 @@ def run_identity(cfg: TrainConfig, plan: DataPlan) -> dict[str, Any]:
     dropped = set(LAYOUT) if cfg.trainer.global_batch_size is not None else {"trainer.global_batch_size"}
     if cfg.data.samples_seen:
         dropped.add("trainer.max_steps")  # the budget in samples sets the steps
-    identity = {key: value for key, value in flat.items()
-                if key not in dropped and not any(key == k or key.startswith(f"{k}.") for k in NOT_IDENTITY)}  # fmt: skip
+    identity = {
+        key: value
+        for key, value in flat.items()
+        if key not in dropped and not any(key == k or key.startswith(f"{k}.") for k in NOT_IDENTITY)
+    }
     if cfg.trainer.global_batch_size is None and identity["trainer.accumulate_grad_batches"] is None:
         identity["trainer.accumulate_grad_batches"] = 1
     identity["data.shards"] = _shards_digest(plan)
@@ -133,8 +154,10 @@ def check_identity(meta: dict[str, Any], identity: dict[str, Any], where: str) -
     """A `ConfigError` naming the keys that differ unless the checkpoint was saved by this run."""
     theirs = meta.get("identity")
     if not isinstance(theirs, dict):
-        raise ConfigError(f"{where}: records no run identity (saved before runs had one), so it cannot be "
-                          f"resumed as this run")  # fmt: skip
+        raise ConfigError(
+            f"{where}: records no run identity (saved before runs had one), so it cannot be "
+            f"resumed as this run"
+        )
     absent = "(unset)"
     differ = [
         key
@@ -142,11 +165,15 @@ def check_identity(meta: dict[str, Any], identity: dict[str, Any], where: str) -
         if theirs.get(key, absent) != identity.get(key, absent)
     ]
     if differ:
-        shown = "; ".join(f"{key}: {theirs.get(key, absent)!r} there, {identity.get(key, absent)!r} here"
-                          for key in differ[:4])  # fmt: skip
+        shown = "; ".join(
+            f"{key}: {theirs.get(key, absent)!r} there, {identity.get(key, absent)!r} here"
+            for key in differ[:4]
+        )
         more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
-        raise ConfigError(f"{where}: saved by another run ({shown}{more}); a checkpoint resumes only the run "
-                          f"it was saved by")  # fmt: skip
+        raise ConfigError(
+            f"{where}: saved by another run ({shown}{more}); a checkpoint resumes only the run "
+            f"it was saved by"
+        )
 
 
 @dataclass(frozen=True)
@@ -178,19 +205,28 @@ def batch_plan(cfg: TrainConfig, world_size: int) -> BatchPlan:
     else:
         per_step = per_device * world_size
         if t.global_batch_size % per_step:
-            hint = (f"data.batch_size must divide {t.global_batch_size // world_size}"
-                    if t.global_batch_size % world_size == 0 else f"world size {world_size} does not divide it")  # fmt: skip
-            raise ConfigError(f"trainer.global_batch_size={t.global_batch_size} is not a multiple of {layout} "
-                              f"= {per_step}: {hint}")  # fmt: skip
+            hint = (
+                f"data.batch_size must divide {t.global_batch_size // world_size}"
+                if t.global_batch_size % world_size == 0
+                else f"world size {world_size} does not divide it"
+            )
+            raise ConfigError(
+                f"trainer.global_batch_size={t.global_batch_size} is not a multiple of {layout} "
+                f"= {per_step}: {hint}"
+            )
         accumulation = t.global_batch_size // per_step
         if t.accumulate_grad_batches not in (None, accumulation):
-            raise ConfigError(f"trainer.accumulate_grad_batches={t.accumulate_grad_batches} contradicts "
-                              f"trainer.global_batch_size={t.global_batch_size} with {layout}, which needs "
-                              f"{accumulation}; leave it null")  # fmt: skip
+            raise ConfigError(
+                f"trainer.accumulate_grad_batches={t.accumulate_grad_batches} contradicts "
+                f"trainer.global_batch_size={t.global_batch_size} with {layout}, which needs "
+                f"{accumulation}; leave it null"
+            )
     if cfg.data.epoch_batches % accumulation:
-        raise ConfigError(f"data.epoch_batches={cfg.data.epoch_batches} must be a multiple of the accumulation "
-                          f"{accumulation} (trainer.global_batch_size / ({layout}), or "
-                          f"trainer.accumulate_grad_batches): an epoch holds whole optimizer steps")  # fmt: skip
+        raise ConfigError(
+            f"data.epoch_batches={cfg.data.epoch_batches} must be a multiple of the accumulation "
+            f"{accumulation} (trainer.global_batch_size / ({layout}), or "
+            f"trainer.accumulate_grad_batches): an epoch holds whole optimizer steps"
+        )
     return BatchPlan(per_device, world_size, accumulation)
 
 
@@ -239,11 +275,22 @@ def wandb_settings(cfg: TrainConfig, plan: DataPlan, name: str) -> dict[str, Any
     if mode not in ("online", "offline"):
         raise ConfigError(f"logger.mode: {cfg.logger.mode!r} is not auto, online or offline")
     described = plan.describe()
-    tags = [f"scale:{described['scale']:g}", f"shards:{described['shards']}", f"samples:{described['samples']}",
-            f"model:{cfg.model.preset}", *cfg.logger.tags]  # fmt: skip
+    tags = [
+        f"scale:{described['scale']:g}",
+        f"shards:{described['shards']}",
+        f"samples:{described['samples']}",
+        f"model:{cfg.model.preset}",
+        *cfg.logger.tags,
+    ]
     config = {**asdict(cfg), "data_plan": described}
-    return {"name": name, "project": cfg.logger.project, "entity": cfg.logger.entity, "tags": tags,
-            "mode": mode, "config": config}  # fmt: skip
+    return {
+        "name": name,
+        "project": cfg.logger.project,
+        "entity": cfg.logger.entity,
+        "tags": tags,
+        "mode": mode,
+        "config": config,
+    }
 
 
 def resume_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
@@ -313,32 +360,56 @@ def build_trainer(cfg: TrainConfig, model: VLJEPA, loggers: list[Logger], run_di
     t, c = cfg.trainer, cfg.checkpoint
     # The newest K by step (monitor "step", max); -1 keeps all (no monitor); last.ckpt always.
     periodic = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="step-{step:07d}", auto_insert_metric_name=False,
-        every_n_train_steps=c.every_n_steps, save_last=True, save_top_k=c.keep_last,
-        monitor="step" if c.keep_last >= 0 else None, mode="max",
-    )  # fmt: skip
+        dirpath=run_dir / "checkpoints",
+        filename="step-{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=c.every_n_steps,
+        save_last=True,
+        save_top_k=c.keep_last,
+        monitor="step" if c.keep_last >= 0 else None,
+        mode="max",
+    )
     callbacks: list[Any] = [periodic]
     monitor = _best_monitor(cfg)
     if monitor is not None:  # saved whenever the metric is new: after each validation (or epoch)
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-step-{step:07d}",
-                                         auto_insert_metric_name=False, monitor=monitor, mode=c.mode,
-                                         save_top_k=1))  # fmt: skip
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best-step-{step:07d}",
+                auto_insert_metric_name=False,
+                monitor=monitor,
+                mode=c.mode,
+                save_top_k=1,
+            )
+        )
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=t.requeue))
     validate = bool(cfg.data.val_shards)
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=_strategy(cfg, model),
-        precision=t.precision, max_steps=t.max_steps, max_epochs=-1,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=_strategy(cfg, model),
+        precision=t.precision,
+        max_steps=t.max_steps,
+        max_epochs=-1,
         gradient_clip_val=t.gradient_clip_val,
         val_check_interval=t.val_check_interval if validate else None,
         check_val_every_n_epoch=None if validate and t.val_check_interval else 1,
-        limit_val_batches=None if validate else 0, num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
-        callbacks=callbacks, plugins=plugins, default_root_dir=str(run_dir), use_distributed_sampler=False,
-        enable_progress_bar=t.progress_bar, enable_model_summary=False,
-    )  # fmt: skip
+        limit_val_batches=None if validate else 0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=plugins,
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+    )
 
 
 def _prune_requeue_checkpoints(run_dir: Path, resume: Path) -> None:
@@ -374,17 +445,23 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
     if cfg.data.samples_seen:
         trainer.fit_loop.epoch_loop.max_steps = math.ceil(cfg.data.samples_seen / batch.global_batch)
     described = plan.describe()
-    model.training_data = {**{k: described[k] for k in ("scale", "shards", "total_shards", "videos", "samples")},
-                           "seed": cfg.seed, "run": name}  # fmt: skip
+    model.training_data = {
+        **{k: described[k] for k in ("scale", "shards", "total_shards", "videos", "samples")},
+        "seed": cfg.seed,
+        "run": name,
+    }
     if trainer.is_global_zero:
         write_text_atomic(
             run_dir / "checkpoints" / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg))
         )
         if resume is not None:
             _prune_requeue_checkpoints(run_dir, resume)
-        print(f"train: run {name}: {described['shards']} of {described['total_shards']} shards, "
-              f"{described['videos']} videos, {described['samples']} samples"
-              + (f"; resuming from {resume}" if resume else ""), file=sys.stderr)  # fmt: skip
+        print(
+            f"train: run {name}: {described['shards']} of {described['total_shards']} shards, "
+            f"{described['videos']} videos, {described['samples']} samples"
+            + (f"; resuming from {resume}" if resume else ""),
+            file=sys.stderr,
+        )
         print(effective_settings(cfg, batch, trainer.max_steps, checkpoint_size(model)), file=sys.stderr)
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
@@ -398,13 +475,21 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
 
         wandb.finish()  # otherwise the next run of a multirun sweep logs into this run
     summary = {
-        "run_name": name, "run_dir": str(run_dir), "identity": identity, "global_step": trainer.global_step,
-        "global_batch": batch.global_batch, "accumulation": batch.accumulation, "world_size": batch.world_size,
-        "samples_seen": model.samples_seen, "skipped_samples": model.skipped_samples,
-        "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"), "resumed_from": str(resume) if resume else None,
-        "wandb_run_id": model.run_id, "data": described,
+        "run_name": name,
+        "run_dir": str(run_dir),
+        "identity": identity,
+        "global_step": trainer.global_step,
+        "global_batch": batch.global_batch,
+        "accumulation": batch.accumulation,
+        "world_size": batch.world_size,
+        "samples_seen": model.samples_seen,
+        "skipped_samples": model.skipped_samples,
+        "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "resumed_from": str(resume) if resume else None,
+        "wandb_run_id": model.run_id,
+        "data": described,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
-    }  # fmt: skip
+    }
     if trainer.is_global_zero:
         write_json_atomic(run_dir / "run.json", summary)
     return summary

@@ -14,8 +14,9 @@ from action100m.video.transforms import to_float_tchw
 from action100m.video.writer import write_video
 
 
-def reencode(video: VideoSource, short_side: int | None = 256, fps: float | None = None, crf: int = 23,
-             chunk: int = 64) -> bytes:  # fmt: skip
+def reencode(
+    video: VideoSource, short_side: int | None = 256, fps: float | None = None, crf: int = 23, chunk: int = 64
+) -> bytes:
     """The video as mp4 bytes: short side at most `short_side` (even sides), at most `fps` frames per
     second (frames dropped uniformly), one pass over the source with bounded memory."""
     info = video.info

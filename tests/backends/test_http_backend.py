@@ -60,8 +60,13 @@ def test_sampling_settings_are_sent():
 
 
 def test_json_schema_goes_as_response_format():
-    schema = {"title": "Node annotation", "type": "object", "properties": {"brief": {"type": "string"}},
-              "required": ["brief"], "additionalProperties": False}  # fmt: skip
+    schema = {
+        "title": "Node annotation",
+        "type": "object",
+        "properties": {"brief": {"type": "string"}},
+        "required": ["brief"],
+        "additionalProperties": False,
+    }
 
     def reply(messages, response_format):
         assert response_format is not None
@@ -155,8 +160,14 @@ def test_a_server_that_is_down_gives_an_error_per_item(transport, caplog):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = HTTPConfig(base_url=f"http://127.0.0.1:{port}/v1", transport=transport, max_retries=2,
-                        backoff_base_s=0.01, backoff_max_s=0.02, breaker_failures=0)  # fmt: skip
+    config = HTTPConfig(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        transport=transport,
+        max_retries=2,
+        backoff_base_s=0.01,
+        backoff_max_s=0.02,
+        breaker_failures=0,
+    )
     with caplog.at_level(logging.WARNING), HTTPChatBackend("some-model", config) as llm:
         texts = llm.complete(ask("a", "b", "c"))
     assert "unreachable at start-up" in caplog.text
@@ -216,8 +227,12 @@ def test_async_api_from_a_running_loop():
 
 def test_build_backend_serves_every_interface_over_http(clips):
     with FakeChatServer(model="facebook/Perception-LM-3B") as server:
-        cfg = {"interface": "video_captioner", "kind": "openai", "model": "facebook/Perception-LM-3B",
-               "http": {"base_url": server.base_url}}  # fmt: skip
+        cfg = {
+            "interface": "video_captioner",
+            "kind": "openai",
+            "model": "facebook/Perception-LM-3B",
+            "http": {"base_url": server.base_url},
+        }
         with build_backend(cfg) as captioner:
             assert captioner.caption_videos(clips[:1], "what happens") == ["what happens"]
             assert captioner.describe()["backend"] == "openai"

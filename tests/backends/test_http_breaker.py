@@ -68,8 +68,14 @@ def test_the_breaker_waits_for_a_server_that_moved_and_follows_the_servers_file(
     write_text_atomic(servers, f"FRAME_CAPTIONER_URL=http://elsewhere:1/v1\nLLM_URL={first.base_url}\n")
     moved = FakeChatServer()
     # The file wins over base_url; max_retries=1 alone would give up within a second.
-    settings = dict(servers_file=str(servers), servers_key="LLM_URL", max_retries=1, breaker_failures=3,
-                    breaker_wait_s=30, concurrency=2)  # fmt: skip
+    settings = dict(
+        servers_file=str(servers),
+        servers_key="LLM_URL",
+        max_retries=1,
+        breaker_failures=3,
+        breaker_wait_s=30,
+        concurrency=2,
+    )
     with caplog.at_level(logging.WARNING), backend("http://127.0.0.1:1/v1", transport, **settings) as llm:
         assert llm.complete(ask("before")) == ["before"] and first.requests_total == 1
         first.stop()

@@ -19,12 +19,14 @@ from action100m.tiny.backends import tiny_llm
 GREEDY = GenerationConfig(max_new_tokens=5)
 CONVERSATIONS = [
     [{"role": "user", "content": "describe"}],
-    [{"role": "system", "content": "answer with a short verb phrase"},
-     {"role": "user", "content": "what action is the person performing in this video segment"}],
+    [
+        {"role": "system", "content": "answer with a short verb phrase"},
+        {"role": "user", "content": "what action is the person performing in this video segment"},
+    ],
     [{"role": "user", "content": "a person stirs the mixture"}],
     [{"role": "user", "content": "summary brief detailed action actor"}],
     [{"role": "user", "content": "bowl"}],
-]  # fmt: skip
+]
 
 
 def settings(batch_size: int, **overrides) -> TransformersConfig:
@@ -174,11 +176,17 @@ def test_a_model_of_the_wrong_kind_fails_naming_it(saved):
 
 def test_remote_code_is_not_run_unless_trusted(tmp_path):
     marker = tmp_path / "code_ran"
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "action100m_custom",
-        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
-                     "AutoModelForCausalLM": "modeling_custom.CustomModel"},
-    }))  # fmt: skip
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "action100m_custom",
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForCausalLM": "modeling_custom.CustomModel",
+                },
+            }
+        )
+    )
     (tmp_path / "configuration_custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     assert TransformersConfig().trust_remote_code is False
     with pytest.raises(BackendError, match="trust_remote_code"):
@@ -194,8 +202,10 @@ def test_an_empty_reply_is_an_error():
     assert all(isinstance(text, BackendError) and "empty output" in str(text) for text in texts)
 
 
-@pytest.mark.parametrize("model_name, video_input", [("mllama", None), ("perception_lm", VideoInput.video),
-                                                     ("perception_lm", VideoInput.images)])  # fmt: skip
+@pytest.mark.parametrize(
+    "model_name, video_input",
+    [("mllama", None), ("perception_lm", VideoInput.video), ("perception_lm", VideoInput.images)],
+)
 def test_captioner_prompts_carry_one_bos(model_name, video_input, request, images, clips, monkeypatch):
     """As with the real Llama-3 tokenizers, the chat template writes the BOS and the tokenizer adds one
     by default: the prompt must still begin with a single BOS."""

@@ -17,9 +17,11 @@ SERVERS = "FRAME_CAPTIONER_URL=http://127.0.0.1:9/v1\nSEGMENT_CAPTIONER_URL=http
 
 
 def submit(env: dict, tmp_path: Path, *args: str, **settings: str) -> str:
-    return sbatch(["bash", str(ROOT / "slurm" / "build.sh"), *args],
-                  {**env, "DEVICE": "cpu", "CPUS": "1", "MEM": "3000", "TIME": "10:00", **settings},
-                  cwd=tmp_path)  # fmt: skip
+    return sbatch(
+        ["bash", str(ROOT / "slurm" / "build.sh"), *args],
+        {**env, "DEVICE": "cpu", "CPUS": "1", "MEM": "3000", "TIME": "10:00", **settings},
+        cwd=tmp_path,
+    )
 
 
 def logs(folder: Path, job: str) -> dict[str, str]:
@@ -35,10 +37,26 @@ def test_a_demo_build_array_runs_on_the_cpu_partition_past_a_servers_file_it_doe
     generate_dataset(tmp_path / "synth", videos=4, seed=5, overwrite=True)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "servers.env").write_text(SERVERS)
-    build = submit(slurm_env, tmp_path, "samples_per_shard=1", "segment.features=pixel", "progress=false",
-                   INPUT="synth/manifest.jsonl", OUT="out", BUILD="demo", ARRAY_SIZE="2")  # fmt: skip
-    waiting = submit(slurm_env, tmp_path, INPUT="synth/manifest.jsonl", OUT="empty", BUILD="paper",
-                     ARRAY_SIZE="1", SERVERS_WAIT="3")  # fmt: skip
+    build = submit(
+        slurm_env,
+        tmp_path,
+        "samples_per_shard=1",
+        "segment.features=pixel",
+        "progress=false",
+        INPUT="synth/manifest.jsonl",
+        OUT="out",
+        BUILD="demo",
+        ARRAY_SIZE="2",
+    )
+    waiting = submit(
+        slurm_env,
+        tmp_path,
+        INPUT="synth/manifest.jsonl",
+        OUT="empty",
+        BUILD="paper",
+        ARRAY_SIZE="1",
+        SERVERS_WAIT="3",
+    )
     for task in (f"{build}_0", f"{build}_1"):
         info = wait_job(task, slurm_env, timeout=120)
         assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), (
@@ -46,8 +64,10 @@ def test_a_demo_build_array_runs_on_the_cpu_partition_past_a_servers_file_it_doe
             logs(tmp_path / "logs", build),
         )
     for name, log in logs(tmp_path / "logs", build).items():
-        assert "build=demo has no backend at caption.frame_captioner caption.segment_captioner refine.llm: " \
-            "not waiting for out/servers.env" in log, (name, log)  # fmt: skip
+        assert (
+            "build=demo has no backend at caption.frame_captioner caption.segment_captioner refine.llm: "
+            "not waiting for out/servers.env" in log
+        ), (name, log)
         assert "http." not in log
     # the two tasks built the 4 one-video shards between them
     assert len(list((tmp_path / "out" / "shards").glob("*.tar.done"))) == 4
@@ -57,17 +77,25 @@ def test_a_demo_build_array_runs_on_the_cpu_partition_past_a_servers_file_it_doe
     info = wait_job(f"{waiting}_0", slurm_env, timeout=120)
     [log] = logs(tmp_path / "logs", waiting).values()
     assert info["JobState"] == "FAILED" and info["ExitCode"] == "2:0", (info, log)
-    assert log.splitlines()[0] == "build task 0: waiting for empty/servers.env (slurm/serve_vllm.sh writes it " \
-        "once its servers answer): 0 s of 3 s"  # fmt: skip
-    assert log.splitlines()[-1] == "slurm/build.sh: error: empty/servers.env: no servers file (start " \
-        "slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"  # fmt: skip
+    assert (
+        log.splitlines()[0] == "build task 0: waiting for empty/servers.env (slurm/serve_vllm.sh writes it "
+        "once its servers answer): 0 s of 3 s"
+    )
+    assert (
+        log.splitlines()[-1] == "slurm/build.sh: error: empty/servers.env: no servers file (start "
+        "slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"
+    )
 
 
 def test_a_task_requeued_by_the_time_limit_signal_keeps_its_first_log(slurm_env, tmp_path):
     """USR1 to the batch shell (--signal=B:USR1@120) requeues the task; --open-mode=append keeps the
     first attempt's lines in the log (they were truncated before)."""
-    task = submit(slurm_env, tmp_path, INPUT="m.jsonl", OUT="empty", BUILD="paper", ARRAY_SIZE="1",
-                  SERVERS_WAIT="6") + "_0"  # fmt: skip
+    task = (
+        submit(
+            slurm_env, tmp_path, INPUT="m.jsonl", OUT="empty", BUILD="paper", ARRAY_SIZE="1", SERVERS_WAIT="6"
+        )
+        + "_0"
+    )
     log = tmp_path / "logs" / f"build-{task}.out"
     deadline = time.monotonic() + 60
     while "waiting for" not in (log.read_text() if log.exists() else ""):

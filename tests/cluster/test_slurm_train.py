@@ -14,17 +14,36 @@ from tests.train.data.shardset import demo_shards
 pytestmark = pytest.mark.cluster
 
 STEPS = 12
-TRAIN = ["logger=csv", "trainer.progress_bar=false", "data.batch_size=4", "data.num_workers=1",
-         "data.epoch_batches=4", "data.shuffle_buffer=20", "data.scale=0.5", f"trainer.max_steps={STEPS}",
-         "checkpoint.every_n_steps=4", "optim.lr=1e-3"]  # fmt: skip
+TRAIN = [
+    "logger=csv",
+    "trainer.progress_bar=false",
+    "data.batch_size=4",
+    "data.num_workers=1",
+    "data.epoch_batches=4",
+    "data.shuffle_buffer=20",
+    "data.scale=0.5",
+    f"trainer.max_steps={STEPS}",
+    "checkpoint.every_n_steps=4",
+    "optim.lr=1e-3",
+]
 
 
 def submit(shards: Path, tmp_path: Path, name: str, env: dict) -> tuple[str, Path]:
     out = tmp_path / name
-    job = sbatch(["bash", "slurm/train.sh", *TRAIN], {
-        **env, "SHARDS": str(shards), "MODEL": "tiny", "DEVICE": "cpu", "TASKS_PER_NODE": "2", "MEM": "8000", "TIME": "10:00",
-        "OUTPUT_DIR": str(out / "runs"), "LOG_DIR": str(out / "logs"),
-    })  # fmt: skip
+    job = sbatch(
+        ["bash", "slurm/train.sh", *TRAIN],
+        {
+            **env,
+            "SHARDS": str(shards),
+            "MODEL": "tiny",
+            "DEVICE": "cpu",
+            "TASKS_PER_NODE": "2",
+            "MEM": "8000",
+            "TIME": "10:00",
+            "OUTPUT_DIR": str(out / "runs"),
+            "LOG_DIR": str(out / "logs"),
+        },
+    )
     return job, out
 
 
@@ -63,11 +82,14 @@ def test_a_requeued_cpu_ddp_job_checkpoints_once_requeues_once_and_ends_as_the_s
     # SLURM holds a requeued batch job for 2 minutes (hard-coded); let it start as soon as the node is free
     deadline = time.monotonic() + 60
     while (job_info(split, slurm_env).get("Restarts"), job_info(split, slurm_env).get("JobState")) != (
-        "1", "PENDING"):  # fmt: skip
+        "1",
+        "PENDING",
+    ):
         assert time.monotonic() < deadline, job_info(split, slurm_env)
         time.sleep(0.2)
-    subprocess.run(["scontrol", "update", f"JobId={split}", "StartTime=now"], env=slurm_env, check=True,
-                   timeout=30)  # fmt: skip
+    subprocess.run(
+        ["scontrol", "update", f"JobId={split}", "StartTime=now"], env=slurm_env, check=True, timeout=30
+    )
     for job in (straight, split):
         info = wait_job(job, slurm_env, timeout=240)
         assert info["JobState"] == "COMPLETED", (info, read_logs(tmp_path))

@@ -123,14 +123,25 @@ def write_bad_inputs(folder: Path, good: Path) -> Path:
     write_video(videos / "fast.mp4", moving_square_frames(40), fps=1000)
     write_video(videos / "huge.mp4", moving_square_frames(8, 480, 640), fps=10)
     entries = [
-        ("synth-000000", good), ("empty", videos / "empty.mp4"), ("truncated", videos / "truncated.mp4"),
-        ("text", videos / "text.mp4"), ("audio", videos / "audio.mp4"), ("one_frame", videos / "one_frame.mp4"),
-        ("fast", videos / "fast.mp4"), ("huge", videos / "huge.mp4"), ("missing", videos / "missing.mp4"),
-        ("synth-000000", good), ("a/b", good), ("..", good),
-    ]  # fmt: skip
+        ("synth-000000", good),
+        ("empty", videos / "empty.mp4"),
+        ("truncated", videos / "truncated.mp4"),
+        ("text", videos / "text.mp4"),
+        ("audio", videos / "audio.mp4"),
+        ("one_frame", videos / "one_frame.mp4"),
+        ("fast", videos / "fast.mp4"),
+        ("huge", videos / "huge.mp4"),
+        ("missing", videos / "missing.mp4"),
+        ("synth-000000", good),
+        ("a/b", good),
+        ("..", good),
+    ]
     manifest = folder / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps({"video_uid": uid, "path": str(path), "metadata": {}}) + "\n"
-                                for uid, path in entries))  # fmt: skip
+    manifest.write_text(
+        "".join(
+            json.dumps({"video_uid": uid, "path": str(path), "metadata": {}}) + "\n" for uid, path in entries
+        )
+    )
     return manifest
 
 
@@ -143,8 +154,19 @@ def test_bad_inputs_are_failures_and_the_build_goes_on(synth, tmp_path):
     by_video = {}
     for failure in failures:
         by_video.setdefault(failure["video_uid"], []).append(failure)
-    expected = {"empty", "truncated", "text", "audio", "one_frame", "fast", "huge", "missing", "synth-000000",
-                "a/b", ".."}  # fmt: skip
+    expected = {
+        "empty",
+        "truncated",
+        "text",
+        "audio",
+        "one_frame",
+        "fast",
+        "huge",
+        "missing",
+        "synth-000000",
+        "a/b",
+        "..",
+    }
     assert set(by_video) == expected  # synth-000000: its duplicate
     assert "duplicate video_uid synth-000000" in by_video["synth-000000"][0]["reason"]
     assert "no video stream" in by_video["audio"][0]["reason"] and by_video["audio"][0]["stage"] == "input"
@@ -159,15 +181,25 @@ def test_bad_inputs_are_failures_and_the_build_goes_on(synth, tmp_path):
 
 def test_strict_exits_non_zero_and_errors_are_one_line(synth, tmp_path):
     manifest = write_bad_inputs(tmp_path, synth / "videos" / "synth-000000.mp4")
-    command = [sys.executable, str(ROOT / "data_build" / "build.py"), f"input={manifest}", f"output={tmp_path / 'o'}",
-               f"ground_truth={synth / 'ground_truth.jsonl'}", *FAST]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "data_build" / "build.py"),
+        f"input={manifest}",
+        f"output={tmp_path / 'o'}",
+        f"ground_truth={synth / 'ground_truth.jsonl'}",
+        *FAST,
+    ]
     done = subprocess.run([*command, "strict=true"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     assert "failures" in done.stdout
     bad = subprocess.run([*command, "segment.featurs=pixel"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "featurs" in bad.stderr
-    missing = subprocess.run([*command[:2], f"input={tmp_path / 'nope.jsonl'}", f"output={tmp_path / 'o2'}"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    missing = subprocess.run(
+        [*command[:2], f"input={tmp_path / 'nope.jsonl'}", f"output={tmp_path / 'o2'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith(
         "build: error: input:"
     )
@@ -185,8 +217,13 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
 @pytest.mark.slow
 def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_result(synth, tmp_path):
     def command(out):
-        return [sys.executable, str(ROOT / "data_build" / "build.py"), f"input={synth / 'manifest.jsonl'}",
-                f"output={out}", *FAST]  # fmt: skip
+        return [
+            sys.executable,
+            str(ROOT / "data_build" / "build.py"),
+            f"input={synth / 'manifest.jsonl'}",
+            f"output={out}",
+            *FAST,
+        ]
 
     reference = tmp_path / "reference"
     subprocess.run(command(reference), check=True, capture_output=True, timeout=300)

@@ -20,9 +20,18 @@ from action100m.utils.atomic import write_text_atomic
 from data_build.config import BuildConfig
 from data_build.run import PendingFailures, run_build
 
-FAST = ["segment.features=pixel", "samples_per_shard=2", "progress=false", "caption.mode=models",
-        "caption.frames_per_segment=2", "caption.segment_frame_size=32", "caption.image_short_side=32",
-        "refine.mode=llm", "refine.rounds=2", "sample_video.mode=none"]  # fmt: skip
+FAST = [
+    "segment.features=pixel",
+    "samples_per_shard=2",
+    "progress=false",
+    "caption.mode=models",
+    "caption.frames_per_segment=2",
+    "caption.segment_frame_size=32",
+    "caption.image_short_side=32",
+    "refine.mode=llm",
+    "refine.rounds=2",
+    "sample_video.mode=none",
+]
 ANSWER = {
     "summary": {"brief": "A person works at a table.", "detailed": "A person works at a table with tools."},
     "action": {
@@ -54,11 +63,21 @@ def served_config(
     cfg = OmegaConf.to_object(cfg)
     generation = GenerationConfig(max_new_tokens=32)
     for role, interface in (("frame_captioner", "image_captioner"), ("segment_captioner", "video_captioner")):
-        backend = BackendConfig(interface=interface, kind="openai", model=server.model, generation=generation,
-                                http=http(server.base_url, f"{role.upper()}_URL", **settings))  # fmt: skip
+        backend = BackendConfig(
+            interface=interface,
+            kind="openai",
+            model=server.model,
+            generation=generation,
+            http=http(server.base_url, f"{role.upper()}_URL", **settings),
+        )
         setattr(cfg.caption, role, backend)
-    cfg.refine.llm = BackendConfig(interface="llm", kind="openai", model=server.model, generation=generation,
-                                   http=http(server.base_url, "LLM_URL", **settings))  # fmt: skip
+    cfg.refine.llm = BackendConfig(
+        interface="llm",
+        kind="openai",
+        model=server.model,
+        generation=generation,
+        http=http(server.base_url, "LLM_URL", **settings),
+    )
     return cfg
 
 
@@ -85,13 +104,30 @@ def test_a_moved_server_and_new_serving_settings_continue_the_build(synth, tmp_p
     assert any("/caption-" in name for name in before) and any("/refine/" in name for name in before)
 
     # The server job came back on another node (another port here), with other serving settings.
-    serving = ["segment.device=cuda", "segment.batch_windows=3", "segment.decode_chunk=17",
-               "caption.batch_nodes=5", "caption.decode_chunk=9", "caption.max_pending_batches=1",
-               "refine.in_flight=3", "batch_videos=1"]  # fmt: skip
+    serving = [
+        "segment.device=cuda",
+        "segment.batch_windows=3",
+        "segment.decode_chunk=17",
+        "caption.batch_nodes=5",
+        "caption.decode_chunk=9",
+        "caption.max_pending_batches=1",
+        "refine.in_flight=3",
+        "batch_videos=1",
+    ]
     with FakeChatServer(reply=reply) as moved:
-        cfg = served_config(manifest, out, moved, *serving, concurrency=3, timeout_s=77, max_retries=9,
-                            backoff_base_s=0.5, api_key_env="ANOTHER_KEY_VARIABLE", transport="openai",
-                            check_model=False)  # fmt: skip
+        cfg = served_config(
+            manifest,
+            out,
+            moved,
+            *serving,
+            concurrency=3,
+            timeout_s=77,
+            max_retries=9,
+            backoff_base_s=0.5,
+            api_key_env="ANOTHER_KEY_VARIABLE",
+            transport="openai",
+            check_model=False,
+        )
         second = run_build(cfg)
         assert moved.requests_total == 0
     assert (second["built"], second["skipped"]) == (0, 2)
@@ -118,10 +154,13 @@ def test_stage_hashes_follow_what_a_stage_outputs_and_nothing_else(synth, tmp_pa
     base = hashes()
     assert hashes("segment.device=cuda", "caption.batch_nodes=1", concurrency=1, timeout_s=1) == base
     changed = {
-        "segment.dtype=bfloat16": "segment", "segment.frame_step=3": "segment",
-        "caption.frames_per_segment=4": "caption", "caption.frame_prompt=Say": "caption",
-        "refine.rounds=3": "refine", "refine.keep_round_answers=hash": "refine",
-    }  # fmt: skip
+        "segment.dtype=bfloat16": "segment",
+        "segment.frame_step=3": "segment",
+        "caption.frames_per_segment=4": "caption",
+        "caption.frame_prompt=Say": "caption",
+        "refine.rounds=3": "refine",
+        "refine.keep_round_answers=hash": "refine",
+    }
     for override, stage in changed.items():
         moved = {key for key, value in hashes(override).items() if value != base[key]}
         assert stage in moved and (stage != "refine" or moved == {"refine", "shards"}), override
@@ -155,8 +194,13 @@ def test_an_outage_leaves_its_shard_undone_and_the_rerun_asks_only_for_what_fail
         lines = [f"{key}_URL={server.base_url}\n" for key in ("FRAME_CAPTIONER", "SEGMENT_CAPTIONER", "LLM")]
         write_text_atomic(servers, "".join(lines))
 
-    settings = dict(servers_file=str(servers), max_retries=1, breaker_failures=3, breaker_wait_s=1.0,
-                    breaker_backoff_max_s=0.2)  # fmt: skip
+    settings = dict(
+        servers_file=str(servers),
+        max_retries=1,
+        breaker_failures=3,
+        breaker_wait_s=1.0,
+        breaker_backoff_max_s=0.2,
+    )
     down = FakeChatServer(reply=reply, script=outage_after(450)).start()
     point_servers_file_at(down)
     with pytest.raises(PendingFailures) as raised:

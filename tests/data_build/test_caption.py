@@ -32,8 +32,10 @@ def synth(tmp_path_factory):
 def fresh_records(synth):
     """New records (captions empty) for each test, from the module's segmentation."""
     _, _, trees = synth
-    return [VideoRecord(uid, dict(meta), [Node(n.node_id, n.parent_id, n.level, n.start, n.end) for n in nodes])
-            for uid, meta, nodes in trees]  # fmt: skip
+    return [
+        VideoRecord(uid, dict(meta), [Node(n.node_id, n.parent_id, n.level, n.start, n.end) for n in nodes])
+        for uid, meta, nodes in trees
+    ]
 
 
 def sources(synth, records, backend="decord"):
@@ -102,8 +104,9 @@ def test_failed_requests_are_recorded_per_node(synth):
     with FakeChatServer(model="plm", script=script) as server:
         http = HTTPConfig(base_url=server.base_url, concurrency=1, max_retries=0, breaker_failures=0)
         with HTTPChatBackend("plm", http) as backend:
-            result = caption_records(sources(synth, records), CaptionConfig(frames_per_segment=4, batch_nodes=4),
-                                     None, backend)  # fmt: skip
+            result = caption_records(
+                sources(synth, records), CaptionConfig(frames_per_segment=4, batch_nodes=4), None, backend
+            )
     assert len(result.failures) == 4
     assert all(f.stage == "caption" and "500" in f.reason for f in result.failures)
     failed = {f.node_id for f in result.failures}
@@ -113,8 +116,9 @@ def test_failed_requests_are_recorded_per_node(synth):
 
 def test_backend_down_fails_each_node_not_the_run(synth):
     records = fresh_records(synth)[:1]
-    http = HTTPConfig(base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2, check_model=False,
-                      breaker_failures=0)  # fmt: skip
+    http = HTTPConfig(
+        base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2, check_model=False, breaker_failures=0
+    )
     with HTTPChatBackend("plm", http) as backend:
         result = caption_records(
             sources(synth, records), CaptionConfig(frames_per_segment=2), backend, backend
@@ -139,8 +143,12 @@ def test_one_pass_decodes_each_needed_frame_once(synth):
     video = CountingSource(paths[record.video_uid])
     with FakeChatServer(model="plm") as server:
         with HTTPChatBackend("plm", HTTPConfig(base_url=server.base_url)) as backend:
-            result = caption_records([(record, video)], CaptionConfig(frames_per_segment=32, segment_frame_size=32),
-                                     backend, backend)  # fmt: skip
+            result = caption_records(
+                [(record, video)],
+                CaptionConfig(frames_per_segment=32, segment_frame_size=32),
+                backend,
+                backend,
+            )
     assert result.failures == []
     assert video.decoded == result.frames_decoded < result.frames_needed
     assert result.frames_decoded <= video.info.num_frames

@@ -34,9 +34,16 @@ from data_build.refine import (
 
 TEXTS = PROMPTS["v1"]
 TREE = [  # name, parent, start, end: B2 lasts 6 s; A1, A2 last 4 s but are leaves
-    ("root", None, 0, 16), ("A", "root", 0, 8), ("B", "root", 8, 16), ("A1", "A", 0, 4), ("A2", "A", 4, 8),
-    ("B1", "B", 8, 10), ("B2", "B", 10, 16), ("B2a", "B2", 10, 13), ("B2b", "B2", 13, 16),
-]  # fmt: skip
+    ("root", None, 0, 16),
+    ("A", "root", 0, 8),
+    ("B", "root", 8, 16),
+    ("A1", "A", 0, 4),
+    ("A2", "A", 4, 8),
+    ("B1", "B", 8, 10),
+    ("B2", "B", 10, 16),
+    ("B2a", "B2", 10, 13),
+    ("B2b", "B2", 13, 16),
+]
 SELECTED = ["root", "A", "B", "B2"]
 
 
@@ -48,13 +55,24 @@ def small_record(uid: str = "v1", caption_words: int = 0) -> VideoRecord:
     for name, parent, start, end in TREE:
         level = 0 if parent is None else 1 + (parent != "root") + (parent == "B2")
         leaf = name not in parents
-        nodes.append(Node(
-            f"{uid}-{name}", f"{uid}-{parent}" if parent else None, level, float(start), float(end),
-            frame_caption=f"Frame of {name}.{padding}" if leaf else None,
-            segment_caption=f"Caption of {name}.{padding}", action_label=f"build part {name}",
-        ))  # fmt: skip
-    metadata = {"title": f"Video {uid}", "description": "How to build a model.", "duration": 16.0,
-                "transcript": [{"time": "1.0", "text": "first part"}, {"time": "8.0", "text": "now the second part"}]}  # fmt: skip
+        nodes.append(
+            Node(
+                f"{uid}-{name}",
+                f"{uid}-{parent}" if parent else None,
+                level,
+                float(start),
+                float(end),
+                frame_caption=f"Frame of {name}.{padding}" if leaf else None,
+                segment_caption=f"Caption of {name}.{padding}",
+                action_label=f"build part {name}",
+            )
+        )
+    metadata = {
+        "title": f"Video {uid}",
+        "description": "How to build a model.",
+        "duration": 16.0,
+        "transcript": [{"time": "1.0", "text": "first part"}, {"time": "8.0", "text": "now the second part"}],
+    }
     return VideoRecord(uid, metadata, nodes).validate()
 
 
@@ -80,11 +98,14 @@ def request(messages: list[dict]) -> tuple[str, str, str]:
 def answer(name: str, round_number: int, action: bool = True) -> dict:
     brief, detailed, actor = (f"build part {name}", f"Build part {name} with both hands.", "a person")
     return {
-        "summary": {"brief": f"A person builds part {name}.",
-                    "detailed": f"A person builds part {name} on a table (round {round_number})."},
-        "action": {"brief": brief, "detailed": detailed, "actor": actor} if action
+        "summary": {
+            "brief": f"A person builds part {name}.",
+            "detailed": f"A person builds part {name} on a table (round {round_number}).",
+        },
+        "action": {"brief": brief, "detailed": detailed, "actor": actor}
+        if action
         else {"brief": NOT_APPLICABLE, "detailed": NOT_APPLICABLE, "actor": NOT_APPLICABLE},
-    }  # fmt: skip
+    }
 
 
 def round_of(messages: list[dict]) -> int:
@@ -112,8 +133,9 @@ def script_for(bad: dict[str, object], kinds: tuple[str, ...] = ("draft", "refin
 
 def http_llm(server: FakeChatServer, **http) -> HTTPChatBackend:
     # No circuit breaker: these tests script failures one by one (tests/backends has the breaker's).
-    settings = dict(base_url=server.base_url, backoff_base_s=0.01, backoff_max_s=0.02, max_retries=0,
-                    breaker_failures=0)  # fmt: skip
+    settings = dict(
+        base_url=server.base_url, backoff_base_s=0.01, backoff_max_s=0.02, max_retries=0, breaker_failures=0
+    )
     return HTTPChatBackend(
         server.model, HTTPConfig(**{**settings, **http}), GenerationConfig(max_new_tokens=64)
     )
@@ -185,14 +207,25 @@ def test_one_rounds_means_a_draft_only():
 # -- bad replies ----------------------------------------------------------------------------------
 
 REFUSAL = "I'm sorry, I can't help with that."
-SPANISH = json.dumps({
-    "summary": {"brief": "Una persona construye la pieza.", "detailed": "La persona construye la pieza con las manos."},
-    "action": {"brief": "construir la pieza", "detailed": "Construye la pieza con las dos manos.", "actor": "una persona"},
-})  # fmt: skip
-CHINESE = json.dumps({
-    "summary": {"brief": "一个人在搭建模型。", "detailed": "一个人用双手在桌子上搭建模型的部件。"},
-    "action": {"brief": "搭建模型", "detailed": "用双手搭建模型。", "actor": "一个人"},
-})  # fmt: skip
+SPANISH = json.dumps(
+    {
+        "summary": {
+            "brief": "Una persona construye la pieza.",
+            "detailed": "La persona construye la pieza con las manos.",
+        },
+        "action": {
+            "brief": "construir la pieza",
+            "detailed": "Construye la pieza con las dos manos.",
+            "actor": "una persona",
+        },
+    }
+)
+CHINESE = json.dumps(
+    {
+        "summary": {"brief": "一个人在搭建模型。", "detailed": "一个人用双手在桌子上搭建模型的部件。"},
+        "action": {"brief": "搭建模型", "detailed": "用双手搭建模型。", "actor": "一个人"},
+    }
+)
 WRONG_SHAPE = json.dumps({"summary": "A person builds.", "action": "build"})
 CUT_OFF = '{"summary": {"brief": "A person builds part B.", "detailed": "A per'
 
@@ -321,8 +354,10 @@ def test_a_rerun_sends_only_what_is_left(tmp_path):
         first = run(records, server, work_dir=tmp_path, concurrency=3)
     assert len(first.failures) + len(first.incomplete) > 0 and first.llm_calls > 10
     done = {p.stem: json.loads(p.read_text())["state"] for p in tmp_path.glob("refine/*/*/*.json")}
-    left = {node: 0 if s["final"] else 3 - sum(r["status"] != "backend_error" for r in s["rounds"])
-            for node, s in done.items()}  # fmt: skip
+    left = {
+        node: 0 if s["final"] else 3 - sum(r["status"] != "backend_error" for r in s["rounds"])
+        for node, s in done.items()
+    }
     finished = sum(s["final"] for s in done.values())
 
     records = [small_record("v1"), small_record("v2")]
@@ -363,8 +398,9 @@ def test_a_killed_run_resumes_without_redoing_finished_rounds(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     script = lambda index, messages: OK if index < 8 else HANG  # noqa: E731
     with FakeChatServer(reply=good_reply, script=script, hang_s=60) as server:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, server.base_url, server.model, str(tmp_path)],
-                                 cwd=repo)  # fmt: skip
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, server.base_url, server.model, str(tmp_path)], cwd=repo
+        )
         try:
             # 8 answered rounds, each written before its node's next request; then 2 hung requests.
             while server.requests_total < 10 and child.poll() is None:
@@ -531,7 +567,11 @@ def test_failures_serialise_for_the_failure_log():
     with FakeChatServer(reply=good_reply, script=script_for({"B": Reply(REFUSAL)})) as server:
         [failure] = run([record], server, RefineConfig(max_repairs=0)).failures
     assert failure.to_dict() == {
-        "video_uid": "v1", "node_id": "v1-B", "stage": "refine", "raw_reply": REFUSAL, "retryable": False,
+        "video_uid": "v1",
+        "node_id": "v1-B",
+        "stage": "refine",
+        "raw_reply": REFUSAL,
+        "retryable": False,
         "reason": "round 1: no JSON object in the reply (it starts: \"I'm sorry, I can't help with that.\")",
-    }  # fmt: skip
+    }
     assert str(failure).startswith("video v1: node v1-B: refine: round 1: no JSON object")

@@ -28,10 +28,15 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(SPECIAL_TOKENS.values()),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    corpus = [json.dumps({"summary": {"brief": "a person", "detailed": "x"}, "action": {"actor": "y"}}),
-              "a person stirs the mixture in a bowl and speaks to the camera"]  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = [
+        json.dumps({"summary": {"brief": "a person", "detailed": "x"}, "action": {"actor": "y"}}),
+        "a person stirs the mixture in a bowl and speaks to the camera",
+    ]
     tokenizer.train_from_iterator(corpus, trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
     wrapped.chat_template = CHAT_TEMPLATE
@@ -88,8 +93,10 @@ def test_the_grammar_closes_the_json_within_a_tight_token_budget(bpe_llama):
 
 def _shortest_reply() -> str:
     one = json.dumps("x")
-    return (f'{{"summary": {{"brief": {one}, "detailed": {one}}}, '
-            f'"action": {{"brief": {one}, "detailed": {one}, "actor": {one}}}}}')  # fmt: skip
+    return (
+        f'{{"summary": {{"brief": {one}, "detailed": {one}}}, '
+        f'"action": {{"brief": {one}, "detailed": {one}, "actor": {one}}}}}'
+    )
 
 
 def test_a_budget_too_small_for_the_schema_fails_clearly(bpe_llama):
@@ -134,5 +141,7 @@ def test_bounded_grammar_shares_the_budget_among_the_strings():
     grammar = bounded_grammar(ANNOTATION_SCHEMA, 160)
     share = (160 - 1 - len(_shortest_reply())) // 5
     assert grammar.count(f"char{{1,{1 + share}}}") == 5
-    assert bounded_grammar({"type": "object", "properties": {"a": {"type": "integer"}},
-                            "required": ["a"]}, 160) is None  # fmt: skip
+    assert (
+        bounded_grammar({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}, 160)
+        is None
+    )

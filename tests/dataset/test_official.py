@@ -18,8 +18,17 @@ def shard_samples(out):
 
 
 def tiny_row(uid, end=3.0, **metadata):
-    node = {"node_id": f"{uid}-root", "parent_id": None, "level": 0, "start": 0.0, "end": end,
-            "plm_action": "stir", "plm_caption": "a bowl", "llama3_caption": "a bowl", "gpt": None}  # fmt: skip
+    node = {
+        "node_id": f"{uid}-root",
+        "parent_id": None,
+        "level": 0,
+        "start": 0.0,
+        "end": end,
+        "plm_action": "stir",
+        "plm_caption": "a bowl",
+        "llama3_caption": "a bowl",
+        "gpt": None,
+    }
     return {"video_uid": uid, "metadata": {"title": uid, "duration": 3, **metadata}, "nodes": [node]}
 
 
@@ -44,8 +53,9 @@ def test_sample_round_trip_json_import_parquet_import_again(tmp_path, capsys, of
     original = official_rows(json.loads(official_sample.read_text()))
     video = make_video(f"{SAMPLE_UID}.mp4")  # 3 s long, the record says 690 s: import does not compare
     out = tmp_path / "a"
-    code, printed = run(capsys, "official", "import", "--annotations", official_sample, "--videos", tmp_path,
-                        "--out", out)  # fmt: skip
+    code, printed = run(
+        capsys, "official", "import", "--annotations", official_sample, "--videos", tmp_path, "--out", out
+    )
     assert code == 0, printed.err
     assert "1 videos, 917 nodes, 0 failures" in printed.out
     [(key, files)] = shard_samples(out)
@@ -67,8 +77,17 @@ def test_sample_round_trip_json_import_parquet_import_again(tmp_path, capsys, of
     assert [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()] == original
 
     # parquet -> import (--parquet is an alias) -> export: the same Parquet bytes, the same shard samples
-    code, printed = run(capsys, "official", "import", "--parquet", tmp_path / "a.parquet", "--videos", tmp_path,
-                        "--out", tmp_path / "b")  # fmt: skip
+    code, printed = run(
+        capsys,
+        "official",
+        "import",
+        "--parquet",
+        tmp_path / "a.parquet",
+        "--videos",
+        tmp_path,
+        "--out",
+        tmp_path / "b",
+    )
     assert code == 0, printed.err
     assert export(tmp_path / "b", tmp_path / "b.parquet") == 0
     assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "a.parquet").read_bytes()
@@ -124,8 +143,15 @@ def release(tmp_path, make_video):
     make_video("videos/v3/clip.mp4", num_frames=20)
     (videos / "v3" / "v3.info.json").write_text("{}")
     (videos / "broken.mp4").write_bytes(b"not a video at all")
-    rows = [tiny_row("v1"), tiny_row("v2"), tiny_row("v3"), tiny_row("missing"), tiny_row("broken"),
-            tiny_row("bad"), tiny_row("v1")]  # fmt: skip
+    rows = [
+        tiny_row("v1"),
+        tiny_row("v2"),
+        tiny_row("v3"),
+        tiny_row("missing"),
+        tiny_row("broken"),
+        tiny_row("bad"),
+        tiny_row("v1"),
+    ]
     rows[5]["nodes"][0]["level"] = 1
     return write_jsonl(tmp_path / "release.jsonl", rows), videos
 
@@ -133,8 +159,19 @@ def release(tmp_path, make_video):
 def test_import_failures_and_shard_layout(tmp_path, release, capsys):
     annotations, videos = release
     out = tmp_path / "out"
-    code, printed = run(capsys, "official", "import", "--annotations", annotations, "--videos", videos,
-                        "--out", out, "--samples-per-shard", 2)  # fmt: skip
+    code, printed = run(
+        capsys,
+        "official",
+        "import",
+        "--annotations",
+        annotations,
+        "--videos",
+        videos,
+        "--out",
+        out,
+        "--samples-per-shard",
+        2,
+    )
     assert code == 0, printed.err
     assert "4 shards built, 0 already done; 3 videos" in printed.out and "4 failures" in printed.out
     samples = shard_samples(out)
@@ -204,26 +241,91 @@ def test_reencode_and_records_only(tmp_path, release):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["official", "import", "--annotations", "{tmp}/nope.parquet", "--videos", "{tmp}", "--out", "{tmp}/o"],
-         "action100m official import: error: {tmp}/nope.parquet: no such annotations file"),
-        (["official", "import", "--annotations", "{tmp}/r.jsonl", "--out", "{tmp}/o"],
-         "action100m official import: error: the folder of the videos is needed"),
-        (["official", "import", "--annotations", "{tmp}/r.jsonl", "--videos", "{tmp}/none", "--out", "{tmp}/o"],
-         "action100m official import: error: {tmp}/none: no such video folder"),
-        (["official", "import", "--annotations", "{tmp}/r.jsonl", "--no-video", "--videos", "{tmp}", "--out", "{tmp}/o"],
-         "action100m official import: error: records only (no video)"),
-        (["official", "import", "--annotations", "{tmp}/r.jsonl", "--videos", "{tmp}", "--out", "{tmp}/o", "--crf", "30"],
-         "action100m official import: error: --crf needs --reencode-short-side or --reencode-fps"),
-        (["official", "import", "--annotations", "{tmp}/r.txt", "--no-video", "--out", "{tmp}/o"],
-         "action100m official import: error: {tmp}/r.txt: annotations must be .parquet, .json or .jsonl"),
-        (["official", "import", "--annotations", "{tmp}/garbage.parquet", "--no-video", "--out", "{tmp}/o"],
-         "action100m official import: error: {tmp}/garbage.parquet: cannot read Parquet"),
-        (["official", "export", "--shards", "{tmp}/none", "--out", "{tmp}/x.parquet"],
-         "action100m official export: error: {tmp}/none: no such shard folder"),
-        (["official", "export", "--shards", "{tmp}", "--out", "{tmp}/x.csv"],
-         "action100m official export: error: {tmp}/x.csv: the output must end in .parquet, .json, .jsonl"),
+        (
+            [
+                "official",
+                "import",
+                "--annotations",
+                "{tmp}/nope.parquet",
+                "--videos",
+                "{tmp}",
+                "--out",
+                "{tmp}/o",
+            ],
+            "action100m official import: error: {tmp}/nope.parquet: no such annotations file",
+        ),
+        (
+            ["official", "import", "--annotations", "{tmp}/r.jsonl", "--out", "{tmp}/o"],
+            "action100m official import: error: the folder of the videos is needed",
+        ),
+        (
+            [
+                "official",
+                "import",
+                "--annotations",
+                "{tmp}/r.jsonl",
+                "--videos",
+                "{tmp}/none",
+                "--out",
+                "{tmp}/o",
+            ],
+            "action100m official import: error: {tmp}/none: no such video folder",
+        ),
+        (
+            [
+                "official",
+                "import",
+                "--annotations",
+                "{tmp}/r.jsonl",
+                "--no-video",
+                "--videos",
+                "{tmp}",
+                "--out",
+                "{tmp}/o",
+            ],
+            "action100m official import: error: records only (no video)",
+        ),
+        (
+            [
+                "official",
+                "import",
+                "--annotations",
+                "{tmp}/r.jsonl",
+                "--videos",
+                "{tmp}",
+                "--out",
+                "{tmp}/o",
+                "--crf",
+                "30",
+            ],
+            "action100m official import: error: --crf needs --reencode-short-side or --reencode-fps",
+        ),
+        (
+            ["official", "import", "--annotations", "{tmp}/r.txt", "--no-video", "--out", "{tmp}/o"],
+            "action100m official import: error: {tmp}/r.txt: annotations must be .parquet, .json or .jsonl",
+        ),
+        (
+            [
+                "official",
+                "import",
+                "--annotations",
+                "{tmp}/garbage.parquet",
+                "--no-video",
+                "--out",
+                "{tmp}/o",
+            ],
+            "action100m official import: error: {tmp}/garbage.parquet: cannot read Parquet",
+        ),
+        (
+            ["official", "export", "--shards", "{tmp}/none", "--out", "{tmp}/x.parquet"],
+            "action100m official export: error: {tmp}/none: no such shard folder",
+        ),
+        (
+            ["official", "export", "--shards", "{tmp}", "--out", "{tmp}/x.csv"],
+            "action100m official export: error: {tmp}/x.csv: the output must end in .parquet, .json, .jsonl",
+        ),
     ],
-)  # fmt: skip
+)
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     write_jsonl(tmp_path / "r.jsonl", [tiny_row("a")])
     (tmp_path / "r.txt").write_text("")

@@ -61,8 +61,12 @@ def test_official_round_trip_is_lossless(official_sample, official_row):
 
 def test_our_json_round_trip_is_lossless(official_row):
     record = from_official(official_row)
-    record.provenance = Provenance(models={"segment": "facebook/vjepa2-vitg-fpc64-384"}, refine_rounds=3,
-                                   config_hash="abc", extra={"describer": None})  # fmt: skip
+    record.provenance = Provenance(
+        models={"segment": "facebook/vjepa2-vitg-fpc64-384"},
+        refine_rounds=3,
+        config_hash="abc",
+        extra={"describer": None},
+    )
     again = VideoRecord.from_json(record.to_json())
     assert again == record
     assert to_official(again) == official_row

@@ -7,8 +7,11 @@ from action100m.dataset.stats import collect_stats
 def short_video(uid, brief):
     """Two 1.5 s leaves under a 3 s root whose annotation says `brief`."""
     annotation = Annotation("A bowl.", "A bowl on a table.", brief, "Stir it slowly.", "a person")
-    nodes = [Node("r", None, 0, 0.0, 3.0, annotation=annotation), Node("a", "r", 1, 0.0, 1.5),
-             Node("b", "r", 1, 1.5, 3.0)]  # fmt: skip
+    nodes = [
+        Node("r", None, 0, 0.0, 3.0, annotation=annotation),
+        Node("a", "r", 1, 0.0, 1.5),
+        Node("b", "r", 1, 1.5, 3.0),
+    ]
     return VideoRecord(uid, {"title": uid, "duration": 3}, nodes)
 
 

@@ -24,8 +24,13 @@ def fake_bin(tmp_path: Path, **scripts: str) -> str:
 
 
 def run(*args, path=None, **env):
-    result = subprocess.run(["bash", str(SCRIPT), *args], env={"PATH": path or os.environ["PATH"], **env},
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env={"PATH": path or os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.returncode, result.stdout, result.stderr
 
 
@@ -39,8 +44,14 @@ def test_a_dry_run_never_calls_scontrol(tmp_path):
     path = fake_bin(
         tmp_path, scontrol="echo 'scontrol: fatal: Could not establish a configuration source' >&2; exit 1"
     )
-    code, out, err = run("--dry-run", path=path, OUT=str(tmp_path), SLURM_JOB_ID="42",
-                         SLURM_JOB_NODELIST="gpu[1-2]", GPUS_PER_NODE="2")  # fmt: skip
+    code, out, err = run(
+        "--dry-run",
+        path=path,
+        OUT=str(tmp_path),
+        SLURM_JOB_ID="42",
+        SLURM_JOB_NODELIST="gpu[1-2]",
+        GPUS_PER_NODE="2",
+    )
     assert code == 0, err
     assert "LLM_URL=http://gpu2:8002/v1" in out.splitlines() and "--nodelist=gpu1" in out
 
@@ -50,9 +61,16 @@ def test_a_dry_run_never_calls_scontrol(tmp_path):
     [("n1", ["n1"]), ("gpu[01-03,7]", ["gpu01", "gpu02", "gpu03", "gpu07"]), ("a[1-2],b", ["a1", "a2", "b"])],
 )
 def test_nodelists_expand_without_scontrol(tmp_path, nodelist, hosts):
-    code, out, err = run("--dry-run", path=fake_bin(tmp_path, scontrol="exit 1"), OUT=str(tmp_path),
-                         SLURM_JOB_ID="1", SLURM_JOB_NODELIST=nodelist, DEVICE="cpu", VLLM_VENV="/v",
-                         SERVE=",".join(["llm"] * 1))  # fmt: skip
+    code, out, err = run(
+        "--dry-run",
+        path=fake_bin(tmp_path, scontrol="exit 1"),
+        OUT=str(tmp_path),
+        SLURM_JOB_ID="1",
+        SLURM_JOB_NODELIST=nodelist,
+        DEVICE="cpu",
+        VLLM_VENV="/v",
+        SERVE=",".join(["llm"] * 1),
+    )
     assert code == 0, err
     assert f"--nodelist={hosts[0]}" in out
 
@@ -68,9 +86,18 @@ def test_cpu_mode_submits_without_a_gpu_request(tmp_path):
 
 
 def test_cpu_mode_serves_the_llm_on_loopback(tmp_path):
-    code, out, err = run("--dry-run", OUT=str(tmp_path), SLURM_JOB_ID="5", SLURM_JOB_NODELIST="node1",
-                         DEVICE="cpu", SERVE="llm", LLM_MODEL="/models/tiny", HOST="127.0.0.1",
-                         VLLM_VENV="/venvs/vllm", LLM_PORT="8123")  # fmt: skip
+    code, out, err = run(
+        "--dry-run",
+        OUT=str(tmp_path),
+        SLURM_JOB_ID="5",
+        SLURM_JOB_NODELIST="node1",
+        DEVICE="cpu",
+        SERVE="llm",
+        LLM_MODEL="/models/tiny",
+        HOST="127.0.0.1",
+        VLLM_VENV="/venvs/vllm",
+        LLM_PORT="8123",
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert lines == [
@@ -84,8 +111,15 @@ def test_cpu_mode_serves_the_llm_on_loopback(tmp_path):
 
 
 def test_gpu_mode_keeps_the_papers_servers_and_binds_a_given_host(tmp_path):
-    code, out, err = run("--dry-run", OUT=str(tmp_path), SLURM_JOB_ID="5", SLURM_JOB_NODELIST="g1",
-                         GPUS_PER_NODE="4", HOST="127.0.0.1", VLLM_VENV="")  # fmt: skip
+    code, out, err = run(
+        "--dry-run",
+        OUT=str(tmp_path),
+        SLURM_JOB_ID="5",
+        SLURM_JOB_NODELIST="g1",
+        GPUS_PER_NODE="4",
+        HOST="127.0.0.1",
+        VLLM_VENV="",
+    )
     assert code == 0, err
     assert out.count("env CUDA_VISIBLE_DEVICES=") == 3 and out.count("VLLM_HOST_IP=127.0.0.1 vllm serve") == 3
     assert "LLM_URL=http://127.0.0.1:8002/v1" in out and "--tensor-parallel-size 2" in out
@@ -97,10 +131,25 @@ def start_serving(tmp_path):
     """The script serving (not a dry run) with a fake srun that only sleeps and a curl that succeeds."""
     path = fake_bin(tmp_path, srun="exec sleep 300", curl="exit 0", scontrol="echo n1")
     servers = tmp_path / "servers.env"
-    env = {"PATH": path, "OUT": str(tmp_path), "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "n1",
-           "GPUS_PER_NODE": "4", "VLLM_VERSION": "", "VLLM_VENV": "", "LOG_DIR": str(tmp_path / "logs"), "READY_POLL_S": "0.1"}  # fmt: skip
-    process = subprocess.Popen(["bash", str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)  # fmt: skip
+    env = {
+        "PATH": path,
+        "OUT": str(tmp_path),
+        "SLURM_JOB_ID": "77",
+        "SLURM_JOB_NODELIST": "n1",
+        "GPUS_PER_NODE": "4",
+        "VLLM_VERSION": "",
+        "VLLM_VENV": "",
+        "LOG_DIR": str(tmp_path / "logs"),
+        "READY_POLL_S": "0.1",
+    }
+    process = subprocess.Popen(
+        ["bash", str(SCRIPT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not servers.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]

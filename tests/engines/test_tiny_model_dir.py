@@ -11,8 +11,9 @@ from action100m.tiny.backends import tiny_llm_dir
 
 
 def test_same_seed_same_bytes_and_the_auto_classes_load_it(tmp_path):
-    first, second, other = (tiny_llm_dir(tmp_path / name, seed=seed) for name, seed in
-                            (("a", 0), ("b", 0), ("c", 1)))  # fmt: skip
+    first, second, other = (
+        tiny_llm_dir(tmp_path / name, seed=seed) for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    )
     names = sorted(path.name for path in first.iterdir())
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(names)
     assert all((first / name).read_bytes() == (second / name).read_bytes() for name in names)
@@ -23,10 +24,13 @@ def test_same_seed_same_bytes_and_the_auto_classes_load_it(tmp_path):
     assert config["hidden_size"] == 128 and config["head_dim"] >= 32  # vLLM's CPU attention: ≥ 32
     tokenizer = AutoTokenizer.from_pretrained(first)
     model = AutoModelForCausalLM.from_pretrained(first)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "describe the video"}],
-                                           add_generation_prompt=True, tokenize=False)  # fmt: skip
-    assert prompt == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ndescribe the video"
-                      "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")  # fmt: skip
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "describe the video"}], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ndescribe the video"
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     text = '{"summary": {"brief": "é\\n"}}'  # byte-level: any text round-trips, JSON included
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) == text
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids

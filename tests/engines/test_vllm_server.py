@@ -71,11 +71,23 @@ def server(vllm_venv, tiny_dir, tmp_path_factory):
     """`engines/vllm_venv.sh serve` on 127.0.0.1 at a free port; its /v1 URL. Stopped after the session."""
     port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "serve.log"
-    env = {**os.environ, "VLLM_VENV": str(vllm_venv), "HOST": "127.0.0.1", "PORT": str(port),
-           "VLLM_HOST_IP": "127.0.0.1", "SERVED_NAME": NAME, "READY_TIMEOUT": str(READY_TIMEOUT_S)}  # fmt: skip
+    env = {
+        **os.environ,
+        "VLLM_VENV": str(vllm_venv),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "VLLM_HOST_IP": "127.0.0.1",
+        "SERVED_NAME": NAME,
+        "READY_TIMEOUT": str(READY_TIMEOUT_S),
+    }
     with open(log, "w") as out:
-        process = subprocess.Popen(["bash", str(ENGINE), "serve", str(tiny_dir)], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            ["bash", str(ENGINE), "serve", str(tiny_dir)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     started = time.monotonic()
     try:
@@ -100,16 +112,27 @@ def server(vllm_venv, tiny_dir, tmp_path_factory):
 
 
 def llm(url: str, max_new_tokens: int, **generation):
-    return build_backend({"interface": "llm", "kind": "openai", "model": NAME,
-                          "generation": {"max_new_tokens": max_new_tokens, **generation},
-                          "http": {"base_url": url, "concurrency": 8, "timeout_s": 120, "max_retries": 1}})  # fmt: skip
+    return build_backend(
+        {
+            "interface": "llm",
+            "kind": "openai",
+            "model": NAME,
+            "generation": {"max_new_tokens": max_new_tokens, **generation},
+            "http": {"base_url": url, "concurrency": 8, "timeout_s": 120, "max_retries": 1},
+        }
+    )
 
 
 def test_the_http_backend_completes_conversations(server):
     backend = llm(server, 16)
     try:
-        conversations = [[{"role": "system", "content": "You annotate videos."},
-                          {"role": "user", "content": f"describe segment {i}"}] for i in range(8)]  # fmt: skip
+        conversations = [
+            [
+                {"role": "system", "content": "You annotate videos."},
+                {"role": "user", "content": f"describe segment {i}"},
+            ]
+            for i in range(8)
+        ]
         replies = backend.complete(conversations)
         assert not [reply for reply in replies if isinstance(reply, BackendError)], replies
         assert all(isinstance(reply, str) for reply in replies)
@@ -152,9 +175,17 @@ def test_refine_through_the_server_gives_schema_valid_annotations(server, tiny_d
                 assert [r["status"] for r in refine["rounds"]] == ["valid"] * 3
                 annotation = node.annotation
                 assert_schema_valid(
-                    {"summary": {"brief": annotation.summary_brief, "detailed": annotation.summary_detailed},
-                     "action": {"brief": annotation.action_brief, "detailed": annotation.action_detailed,
-                                "actor": annotation.actor}}
-                )  # fmt: skip
+                    {
+                        "summary": {
+                            "brief": annotation.summary_brief,
+                            "detailed": annotation.summary_detailed,
+                        },
+                        "action": {
+                            "brief": annotation.action_brief,
+                            "detailed": annotation.action_detailed,
+                            "actor": annotation.actor,
+                        },
+                    }
+                )
     finally:
         backend.close()

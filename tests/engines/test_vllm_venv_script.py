@@ -9,8 +9,13 @@ ENGINE = Path(__file__).resolve().parents[2] / "engines" / "vllm_venv.sh"
 
 
 def run(*args, **env):
-    result = subprocess.run(["bash", str(ENGINE), *args], env={"PATH": os.environ["PATH"], **env},
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(ENGINE), *args],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.returncode, result.stdout, result.stderr
 
 

@@ -80,8 +80,22 @@ def fake_encoder() -> FakeEncoder:
 def synth_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """OUT/benchmark of `action100m synth --videos 1 --seed 0 --benchmark-clips 30`."""
     out = tmp_path_factory.mktemp("synth") / "data"
-    assert cli_main(["synth", "--out", str(out), "--videos", "1", "--seed", "0",
-                     "--benchmark-clips", str(SYNTH_CLIPS)]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--videos",
+                "1",
+                "--seed",
+                "0",
+                "--benchmark-clips",
+                str(SYNTH_CLIPS),
+            ]
+        )
+        == 0
+    )
     return out / "benchmark"
 
 

@@ -46,8 +46,12 @@ def test_view_spans_and_square_crops():
 
 def test_clip_embeddings_views_and_failures(fake_encoder, tmp_path):
     video = stand_in(tmp_path / "a.mp4", num_frames=30)
-    clips = [Clip("whole", video, 0), Clip("missing", tmp_path / "gone.mp4", 0),
-             Clip("late", video, 0, 10.0, 12.0), Clip("part", video, 1, 0.5, 2.5)]  # fmt: skip
+    clips = [
+        Clip("whole", video, 0),
+        Clip("missing", tmp_path / "gone.mp4", 0),
+        Clip("late", video, 0, 10.0, 12.0),
+        Clip("part", video, 1, 0.5, 2.5),
+    ]
     dataset = ClipDataset(clips, fake_encoder.preprocess, num_frames=4, temporal_views=2, spatial_crops=3)
     assert dataset[0].views.shape == (6, 4, 3, 16, 16)
     result = clip_embeddings(fake_encoder, dataset, batch_size=3, workers=1, progress=False)

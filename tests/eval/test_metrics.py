@@ -10,13 +10,15 @@ from action100m.eval.metrics import classification_metrics, retrieval_metrics
 
 def test_classification_metrics_by_hand():
     # 7 classes; clips of classes 0, 0, 1, 1, 2. Class 6 is predicted once but never the target.
-    scores = torch.tensor([
-        [0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],  # target 0: top-1 right
-        [0.1, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0],  # target 0: 2nd
-        [0.0, 0.9, 0.1, 0.0, 0.0, 0.0, 0.0],  # target 1: right
-        [0.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.9],  # target 1: 2nd (class 6 wins)
-        [0.6, 0.5, 0.0, 0.4, 0.3, 0.2, 0.1],  # target 2: 7th, outside the top 5
-    ])  # fmt: skip
+    scores = torch.tensor(
+        [
+            [0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0],  # target 0: top-1 right
+            [0.1, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0],  # target 0: 2nd
+            [0.0, 0.9, 0.1, 0.0, 0.0, 0.0, 0.0],  # target 1: right
+            [0.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.9],  # target 1: 2nd (class 6 wins)
+            [0.6, 0.5, 0.0, 0.4, 0.3, 0.2, 0.1],  # target 2: 7th, outside the top 5
+        ]
+    )
     targets = torch.tensor([0, 0, 1, 1, 2])
     metrics = classification_metrics(scores, targets)
     assert metrics["top1"] == pytest.approx(2 / 5)

@@ -46,9 +46,13 @@ def test_normalise_class_name(name, text):
 
 @pytest.mark.parametrize(
     ("name", "words"),
-    [("ReplaceCDDriveWithSSD", "Replace CD Drive With SSD"), ("MakeRJ45Cable", "Make RJ45 Cable"),
-     ("YoYo", "Yo Yo"), ("ApplyEyeMakeup", "Apply Eye Makeup")],
-)  # fmt: skip
+    [
+        ("ReplaceCDDriveWithSSD", "Replace CD Drive With SSD"),
+        ("MakeRJ45Cable", "Make RJ45 Cable"),
+        ("YoYo", "Yo Yo"),
+        ("ApplyEyeMakeup", "Apply Eye Makeup"),
+    ],
+)
 def test_split_camel_case(name, words):
     assert split_camel_case(name) == words
 

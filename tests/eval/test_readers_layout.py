@@ -46,8 +46,10 @@ def test_crosstask_steps_across_primary_tasks(crosstask):
     bench = read_benchmark("crosstask", source(crosstask, task="step"))
     assert bench.class_names == ["pour water", "pour jello powder", "stir mixture", "brake on", "raise jack"]
     assert [(c.id, c.label, c.start, c.end) for c in bench.clips] == [
-        ("_uAZw6L_R5g_0", 0, 3.5, 7.25), ("_uAZw6L_R5g_1", 2, 10.0, 12.5), ("-xyz_1_0", 4, 0.0, 4.0)
-    ]  # fmt: skip
+        ("_uAZw6L_R5g_0", 0, 3.5, 7.25),
+        ("_uAZw6L_R5g_1", 2, 10.0, 12.5),
+        ("-xyz_1_0", 4, 0.0, 4.0),
+    ]
     assert bench.clips[0].video == crosstask / "videos" / "_uAZw6L_R5g.mp4"
     assert bench.notes == {"unannotated_videos": 1}
 
@@ -109,9 +111,17 @@ def test_egoexo4d_keystep_ego_clips(tmp_path):
         header + "1,502,Check paper recipe,cooking\n0,1567,Stir the mixture,cooking\n"
     )
     name = "val/georgiatech_covid_07_6/start0.85598_end33.20377_aria02_214-1.mp4"
-    segment = {"segment_name_list": [name], "ego_segment_name": name, "take_uid": "77cd",
-               "take_name": "georgiatech_covid_07_6", "start_time": 0.85598, "end_time": 33.20377,
-               "step_unique_id": 502, "label_id": 1, "step_name": "Check paper recipe"}  # fmt: skip
+    segment = {
+        "segment_name_list": [name],
+        "ego_segment_name": name,
+        "take_uid": "77cd",
+        "take_name": "georgiatech_covid_07_6",
+        "start_time": 0.85598,
+        "end_time": 33.20377,
+        "step_unique_id": 502,
+        "label_id": 1,
+        "step_name": "Check paper recipe",
+    }
     (folder / "keystep_segment_val.json").write_text(json.dumps({"splits": "val", "segments": [segment]}))
     bench = read_benchmark("egoexo4d_keystep", source(tmp_path))
     assert bench.class_texts == ["stir the mixture", "check paper recipe"]
@@ -129,9 +139,12 @@ def test_egoexo4d_keystep_ego_clips(tmp_path):
 
 
 def test_caption_lists_json_and_jsonl(tmp_path):
-    items = [{"video": "a.mp4", "caption": "a cat"}, {"video": "b.mp4", "caption": "a dog"},
-             {"video": "a.mp4", "caption": "a kitten"},
-             {"video": "a.mp4", "caption": "end", "start": 2, "end": 4}]  # fmt: skip
+    items = [
+        {"video": "a.mp4", "caption": "a cat"},
+        {"video": "b.mp4", "caption": "a dog"},
+        {"video": "a.mp4", "caption": "a kitten"},
+        {"video": "a.mp4", "caption": "end", "start": 2, "end": 4},
+    ]
     (tmp_path / "captions.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
     data = read_benchmark("captions", source(tmp_path, files={"captions": "captions.jsonl"}))
     assert [c.video.name for c in data.videos] == ["a.mp4", "b.mp4", "a.mp4"]

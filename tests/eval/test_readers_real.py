@@ -138,16 +138,30 @@ def test_ucf101_labels_by_folder_and_clip_names_by_name(real_root):
 def test_coin_taxonomy_with_annotations_in_the_coin_json_layout(real_root):
     root = real_root("coin")
     database = {
-        "-abc_d": {"class": "ReplaceCDDriveWithSSD", "recipe_type": 131, "subset": "testing", "start": 1.0,
-                   "end": 50.0, "duration": 60.0, "video_url": "https://youtube.com/watch?v=-abc_d",
-                   "annotation": [
-                       {"id": "212", "segment": [2.0, 9.5], "label": "take out the laptop CD drive"},
-                       {"id": "214", "segment": [10.0, 20.0], "label": "install the SSD onto the hard disk"},
-                   ]},
-        "train01": {"class": "WashHair", "recipe_type": 1, "subset": "training", "start": 0.0, "end": 9.0,
-                    "duration": 9.0, "video_url": "",
-                    "annotation": [{"id": "5", "segment": [0, 3], "label": "z"}]},
-    }  # fmt: skip
+        "-abc_d": {
+            "class": "ReplaceCDDriveWithSSD",
+            "recipe_type": 131,
+            "subset": "testing",
+            "start": 1.0,
+            "end": 50.0,
+            "duration": 60.0,
+            "video_url": "https://youtube.com/watch?v=-abc_d",
+            "annotation": [
+                {"id": "212", "segment": [2.0, 9.5], "label": "take out the laptop CD drive"},
+                {"id": "214", "segment": [10.0, 20.0], "label": "install the SSD onto the hard disk"},
+            ],
+        },
+        "train01": {
+            "class": "WashHair",
+            "recipe_type": 1,
+            "subset": "training",
+            "start": 0.0,
+            "end": 9.0,
+            "duration": 9.0,
+            "video_url": "",
+            "annotation": [{"id": "5", "segment": [0, 3], "label": "z"}],
+        },
+    }
     (root / "COIN.json").write_text(json.dumps({"database": database}))
     steps = read_benchmark("coin", source(root, task="step"))
     assert (len(steps.class_names), [c.label for c in steps.clips]) == (778, [211, 213])
@@ -174,5 +188,17 @@ def test_missing_file_is_named(real_root, tmp_path):
 
 
 def test_every_reader_is_registered():
-    assert set(READERS) == {"ssv2", "kinetics", "epic_kitchens", "ego4d_goalstep", "egoexo4d_keystep", "coin",
-                            "crosstask", "ucf101", "hmdb51", "diving48", "synth", "captions"}  # fmt: skip
+    assert set(READERS) == {
+        "ssv2",
+        "kinetics",
+        "epic_kitchens",
+        "ego4d_goalstep",
+        "egoexo4d_keystep",
+        "coin",
+        "crosstask",
+        "ucf101",
+        "hmdb51",
+        "diving48",
+        "synth",
+        "captions",
+    }

@@ -113,15 +113,20 @@ def test_not_applicable_is_normalised_and_must_be_consistent():
         ({"summary_detailed": "At 12 seconds she stirs the soup."}, "summary.detailed mentions a time"),
         ({"summary_brief": "From 0:12 the woman stirs."}, "'0:12'"),
         ({"summary_detailed": "She stirs (12.50s → 16.00s)."}, "mentions a time"),
-        ({"summary_brief": "一个女人在搅拌汤。", "summary_detailed": "一个女人在厨房里搅拌汤。"}, "non-Latin"),
         (
-            {"summary_brief": "Una mujer remueve la sopa con una cuchara.",
-             "summary_detailed": "La mujer remueve la sopa en la olla y luego la prueba con una cuchara.",
-             "action_detailed": "Remueve la sopa con la cuchara de madera."},
+            {"summary_brief": "一个女人在搅拌汤。", "summary_detailed": "一个女人在厨房里搅拌汤。"},
+            "non-Latin",
+        ),
+        (
+            {
+                "summary_brief": "Una mujer remueve la sopa con una cuchara.",
+                "summary_detailed": "La mujer remueve la sopa en la olla y luego la prueba con una cuchara.",
+                "action_detailed": "Remueve la sopa con la cuchara de madera.",
+            },
             "does not look like English",
         ),
     ],
-)  # fmt: skip
+)
 def test_form_rules(changes, reason):
     with pytest.raises(AnswerError, match=reason):
         validate_answer(answer(**changes), RULES)

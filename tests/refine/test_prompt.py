@@ -28,8 +28,11 @@ def build(record, name, **settings):
 def test_selection_is_every_non_leaf_node_of_at_least_min_duration():
     record = small_record()
     assert [n.segment_caption for n in select_nodes(record, 4.0)] == [
-        "Caption of root.", "Caption of A.", "Caption of B.", "Caption of B2.",
-    ]  # fmt: skip
+        "Caption of root.",
+        "Caption of A.",
+        "Caption of B.",
+        "Caption of B2.",
+    ]
     # A1 and A2 last 4 s but are leaves; B2 lasts 6 s.
     assert len(select_nodes(record, 6.0)) == 4 and len(select_nodes(record, 8.0)) == 3
     assert len(select_nodes(record, 0.0)) == 4
@@ -108,8 +111,14 @@ def test_metadata_budget_drops_transcript_lines_then_description_sentences():
 
 
 def test_transcript_lines_overlapping_a_span():
-    metadata = {"transcript": [{"time": "0.0", "text": "a"}, {"time": "5.5", "text": "b  c"},
-                               {"time": "bad", "text": "x"}, {"time": "9", "text": "d"}]}  # fmt: skip
+    metadata = {
+        "transcript": [
+            {"time": "0.0", "text": "a"},
+            {"time": "5.5", "text": "b  c"},
+            {"time": "bad", "text": "x"},
+            {"time": "9", "text": "d"},
+        ]
+    }
     assert transcript_lines(metadata, 6, 8) == ["5.5s: b c"]  # "b c" lasts from 5.5 until 9
     assert transcript_lines(metadata, 0, 5.5) == ["0.0s: a"]
     assert transcript_lines(metadata, 9.5, 10) == ["9.0s: d"]

@@ -20,8 +20,11 @@ def write_results(folder, law=lambda n: 0.02 * n**0.25, seeds=(0, 1)):
         for seed in seeds:
             for benchmark, factor in (("synth", 1.0), ("ssv2", 0.5)):
                 top1 = factor * law(samples) + 0.01 * seed
-                result = {"benchmark": benchmark, "metrics": {"top1": top1, "top5": min(1, 2 * top1)},
-                          "train": {"scale": scale, "samples_seen": samples, "seed": seed}}  # fmt: skip
+                result = {
+                    "benchmark": benchmark,
+                    "metrics": {"top1": top1, "top5": min(1, 2 * top1)},
+                    "train": {"scale": scale, "samples_seen": samples, "seed": seed},
+                }
                 path = folder / f"{benchmark}-{scale}-{seed}.json"
                 path.write_text(json.dumps(result))
     (folder / "unrelated.json").write_text(json.dumps({"hello": 1}))
@@ -73,8 +76,11 @@ def test_cli_and_offline_wandb_summary_run(tmp_path, monkeypatch, capsys, offlin
 def test_fixed_budget_runs_are_plotted_against_dataset_size(tmp_path):
     (tmp_path / "runs").mkdir()
     for scale, size, top1 in ((0.1, 400, 0.03), (0.3, 1400, 0.06), (1.0, 4800, 0.18)):
-        result = {"benchmark": "synth", "metrics": {"top1": top1},
-                  "train": {"scale": scale, "samples_seen": 12800, "samples": size, "seed": 0}}  # fmt: skip
+        result = {
+            "benchmark": "synth",
+            "metrics": {"top1": top1},
+            "train": {"scale": scale, "samples_seen": 12800, "samples": size, "seed": 0},
+        }
         (tmp_path / "runs" / f"{scale}.json").write_text(json.dumps(result))
     report = scaling_report(tmp_path / "runs", tmp_path / "report")
     assert report["x"] == "dataset_size"

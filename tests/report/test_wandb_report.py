@@ -8,8 +8,11 @@ from tests.report.test_scaling import write_results
 
 
 def test_eval_run_summary_reads_back_as_results():
-    trained = {"benchmark": "synth", "metrics": {"top1": 0.2, "top5": 0.5},
-               "train": {"scale": 0.3, "samples": 1398, "samples_seen": 12800, "seed": 0}}  # fmt: skip
+    trained = {
+        "benchmark": "synth",
+        "metrics": {"top1": 0.2, "top5": 0.5},
+        "train": {"scale": 0.3, "samples": 1398, "samples_seen": 12800, "seed": 0},
+    }
     baseline = {"benchmark": "ssv2", "metrics": {"top1": 0.1}}  # a CLIP model: no training scale
     summary = {"zero_shot/synth/top1": 0.2, **{"zero_shot/results": results_for_summary([trained, baseline])}}
     assert results_from_summary(json.loads(json.dumps(summary))) == [trained]  # as the W&B API returns it

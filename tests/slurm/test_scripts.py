@@ -25,14 +25,31 @@ def test_scripts_parse(script):
 
 
 def test_build_submits_an_array_that_requeues(tmp_path):
-    code, out, err = run("build.sh", "--dry-run", "batch_videos=4", INPUT="m.jsonl", OUT=str(tmp_path),
-                         ARRAY_SIZE="8", MAX_RUNNING="2", PARTITION="gpu", TIME="2:00:00")  # fmt: skip
+    code, out, err = run(
+        "build.sh",
+        "--dry-run",
+        "batch_videos=4",
+        INPUT="m.jsonl",
+        OUT=str(tmp_path),
+        ARRAY_SIZE="8",
+        MAX_RUNNING="2",
+        PARTITION="gpu",
+        TIME="2:00:00",
+    )
     assert code == 0, err
     [line] = out.splitlines()
     assert line.startswith("sbatch ") and line.endswith("/slurm/build.sh batch_videos=4")
-    for option in ["--array=0-7%2", "--requeue", "--signal=B:USR1@120", "--partition=gpu", "--time=2:00:00",
-                   "--output=logs/build-%A_%a.out", "PARTITION_COUNT=8", "--open-mode=append",
-                   "--gres=gpu:1"]:  # fmt: skip
+    for option in [
+        "--array=0-7%2",
+        "--requeue",
+        "--signal=B:USR1@120",
+        "--partition=gpu",
+        "--time=2:00:00",
+        "--output=logs/build-%A_%a.out",
+        "PARTITION_COUNT=8",
+        "--open-mode=append",
+        "--gres=gpu:1",
+    ]:
         assert option in line.split(" ") or f",{option}" in line, option
 
 
@@ -50,20 +67,41 @@ def test_build_asks_for_no_gpu_on_a_cpu_partition(tmp_path):
 
 def test_build_task_runs_its_partition_against_the_servers(tmp_path):
     (tmp_path / "servers.env").write_text(SERVERS)
-    code, out, err = run("build.sh", "stages=[refine]", DRY_RUN="1", INPUT="m.jsonl", OUT=str(tmp_path),
-                         SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_COUNT="8", SLURM_JOB_ID="99")  # fmt: skip
+    code, out, err = run(
+        "build.sh",
+        "stages=[refine]",
+        DRY_RUN="1",
+        INPUT="m.jsonl",
+        OUT=str(tmp_path),
+        SLURM_ARRAY_TASK_ID="3",
+        SLURM_ARRAY_TASK_COUNT="8",
+        SLURM_JOB_ID="99",
+    )
     assert code == 0, err
     [line] = out.splitlines()
     assert line.split(" ") == [
-        PYTHON, "data_build/build.py", "input=m.jsonl", f"output={tmp_path}", "build=paper",
-        "partition.index=3", "partition.count=8",
-        *(f"{key}.http.{setting}" for key, role, url in (
-            ("caption.frame_captioner", "FRAME_CAPTIONER", "http://gpu1:8000/v1"),
-            ("caption.segment_captioner", "SEGMENT_CAPTIONER", "http://gpu1:8001/v1"),
-            ("refine.llm", "LLM", "http://gpu2:8002/v1"),
-        ) for setting in (f"base_url={url}", f"servers_file={tmp_path}/servers.env", f"servers_key={role}_URL")),
+        PYTHON,
+        "data_build/build.py",
+        "input=m.jsonl",
+        f"output={tmp_path}",
+        "build=paper",
+        "partition.index=3",
+        "partition.count=8",
+        *(
+            f"{key}.http.{setting}"
+            for key, role, url in (
+                ("caption.frame_captioner", "FRAME_CAPTIONER", "http://gpu1:8000/v1"),
+                ("caption.segment_captioner", "SEGMENT_CAPTIONER", "http://gpu1:8001/v1"),
+                ("refine.llm", "LLM", "http://gpu2:8002/v1"),
+            )
+            for setting in (
+                f"base_url={url}",
+                f"servers_file={tmp_path}/servers.env",
+                f"servers_key={role}_URL",
+            )
+        ),
         "'stages=[refine]'",
-    ]  # fmt: skip
+    ]
 
 
 def test_build_task_overrides_and_errors(tmp_path):
@@ -74,16 +112,27 @@ def test_build_task_overrides_and_errors(tmp_path):
         "SLURM_ARRAY_TASK_COUNT": "2",
     }
     (tmp_path / "other.env").write_text(SERVERS)
-    code, out, _ = run("build.sh", "--dry-run", **task, SERVERS_FILE=str(tmp_path / "other.env"),
-                       PARTITION_COUNT="64", LLM_KEY="llm", BUILD="tiny")  # fmt: skip
+    code, out, _ = run(
+        "build.sh",
+        "--dry-run",
+        **task,
+        SERVERS_FILE=str(tmp_path / "other.env"),
+        PARTITION_COUNT="64",
+        LLM_KEY="llm",
+        BUILD="tiny",
+    )
     assert code == 0
     assert "partition.count=64 " in out and " build=tiny " in out and " llm.http.base_url=http://gpu2" in out
     code, out, _ = run("build.sh", "--dry-run", **task, SERVERS_FILE="")
     assert code == 0 and "base_url" not in out  # no servers: the preset's backends as configured
 
     code, _, err = run("build.sh", "--dry-run", **task)
-    assert code == 2 and err.strip() == f"slurm/build.sh: error: {tmp_path}/servers.env: no servers file " \
-        "(start slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"  # fmt: skip
+    assert (
+        code == 2
+        and err.strip()
+        == f"slurm/build.sh: error: {tmp_path}/servers.env: no servers file "
+        "(start slurm/serve_vllm.sh with the same OUT, or set SERVERS_FILE=)"
+    )
     (tmp_path / "servers.env").write_text("LLM_URL=http://gpu2:8002/v1\n")
     code, _, err = run("build.sh", "--dry-run", **task)
     assert code == 2 and "no FRAME_CAPTIONER_URL" in err
@@ -92,8 +141,9 @@ def test_build_task_overrides_and_errors(tmp_path):
 
 
 def test_serve_submits_a_gpu_job(tmp_path):
-    code, out, err = run("serve_vllm.sh", "--dry-run", OUT=str(tmp_path), NODES="2", GPUS_PER_NODE="8",
-                         PARTITION="h100")  # fmt: skip
+    code, out, err = run(
+        "serve_vllm.sh", "--dry-run", OUT=str(tmp_path), NODES="2", GPUS_PER_NODE="8", PARTITION="h100"
+    )
     assert code == 0, err
     [line] = out.splitlines()
     assert line.startswith("sbatch ") and line.endswith("/slurm/serve_vllm.sh")
@@ -101,13 +151,23 @@ def test_serve_submits_a_gpu_job(tmp_path):
 
 
 def test_serve_starts_three_servers_and_writes_their_addresses(tmp_path):
-    code, out, err = run("serve_vllm.sh", DRY_RUN="1", OUT=str(tmp_path), SLURM_JOB_ID="42",
-                         SLURM_JOB_NODELIST="gpu1,gpu2", GPUS_PER_NODE="2", LLM_TP="2",
-                         LLM_ARGS="--max-num-seqs 64", LLM_PORT="9000")  # fmt: skip
+    code, out, err = run(
+        "serve_vllm.sh",
+        DRY_RUN="1",
+        OUT=str(tmp_path),
+        SLURM_JOB_ID="42",
+        SLURM_JOB_NODELIST="gpu1,gpu2",
+        GPUS_PER_NODE="2",
+        LLM_TP="2",
+        LLM_ARGS="--max-num-seqs 64",
+        LLM_PORT="9000",
+    )
     assert code == 0, err
     lines = out.splitlines()
-    srun = "srun --nodes=1 --ntasks=1 --nodelist={} --overlap env CUDA_VISIBLE_DEVICES={} vllm serve {} " \
-        "--host 0.0.0.0 --port {} --tensor-parallel-size {} --max-model-len {}"  # fmt: skip
+    srun = (
+        "srun --nodes=1 --ntasks=1 --nodelist={} --overlap env CUDA_VISIBLE_DEVICES={} vllm serve {} "
+        "--host 0.0.0.0 --port {} --tensor-parallel-size {} --max-model-len {}"
+    )
     assert lines[:4] == [
         "would check that `vllm --version` is 0.32.0",
         srun.format("gpu1", "0", "meta-llama/Llama-3.2-11B-Vision-Instruct", 8000, 1, 8192),

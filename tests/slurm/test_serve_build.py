@@ -54,8 +54,11 @@ def test_every_server_gets_a_max_model_len_and_gpt_oss_its_reasoning_parser(tmp_
         "openai/gpt-oss-120b": "32768",
     }
     parsers = {model: option(words, "--reasoning-parser") for model, words in started.items()}
-    assert parsers == {"meta-llama/Llama-3.2-11B-Vision-Instruct": None, "facebook/Perception-LM-3B": None,
-                       "openai/gpt-oss-120b": "openai_gptoss"}  # fmt: skip
+    assert parsers == {
+        "meta-llama/Llama-3.2-11B-Vision-Instruct": None,
+        "facebook/Perception-LM-3B": None,
+        "openai/gpt-oss-120b": "openai_gptoss",
+    }
 
     # Settings per server; the *_ARGS come last, so that vLLM takes theirs.
     more = {
@@ -116,13 +119,22 @@ def test_the_vllm_version_is_checked_before_anything_is_served(tmp_path):
 def test_every_build_backend_follows_the_servers_file(tmp_path):
     servers = tmp_path / "servers.env"
     servers.write_text(SERVERS)
-    code, out, err = run("build.sh", "--dry-run", INPUT="m.jsonl", OUT=str(tmp_path), SLURM_ARRAY_TASK_ID="0",
-                         SLURM_ARRAY_TASK_COUNT="1")  # fmt: skip
+    code, out, err = run(
+        "build.sh",
+        "--dry-run",
+        INPUT="m.jsonl",
+        OUT=str(tmp_path),
+        SLURM_ARRAY_TASK_ID="0",
+        SLURM_ARRAY_TASK_COUNT="1",
+    )
     assert code == 0, err
     [line] = out.splitlines()
     overrides = line.split(" ")[2:]  # after "python data_build/build.py"
-    for key, role in (("caption.frame_captioner", "FRAME_CAPTIONER"),
-                      ("caption.segment_captioner", "SEGMENT_CAPTIONER"), ("refine.llm", "LLM")):  # fmt: skip
+    for key, role in (
+        ("caption.frame_captioner", "FRAME_CAPTIONER"),
+        ("caption.segment_captioner", "SEGMENT_CAPTIONER"),
+        ("refine.llm", "LLM"),
+    ):
         assert f"{key}.http.servers_file={servers}" in overrides
         assert f"{key}.http.servers_key={role}_URL" in overrides
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

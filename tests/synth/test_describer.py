@@ -41,8 +41,10 @@ def test_segment_caption_tells_the_actions_in_order_across_a_cut(describer):
     assert describer.segment_caption("vid", 1.0, 3.0).endswith("; a hand rotates the red square clockwise.")
     caption = describer.segment_caption("vid", 0.0, 12.0)
     assert "clockwise, then a hand changes the colour of the red square to yellow." in caption
-    assert caption.endswith("The video cuts to another scene. A green cross in the centre against a plain "
-                            "slate background; the green cross fades out.")  # fmt: skip
+    assert caption.endswith(
+        "The video cuts to another scene. A green cross in the centre against a plain "
+        "slate background; the green cross fades out."
+    )
     assert describer.segment_caption("vid", 3.2, 3.9).endswith("; nothing moves.")
 
 

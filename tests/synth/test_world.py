@@ -94,10 +94,16 @@ def test_same_generator_seed_same_spec_other_seed_other_spec():
 
 @pytest.mark.parametrize(
     "verb, params",
-    [("move left", {"dx": -0.2, "dy": 0.0}), ("rotate clockwise", {"degrees": 90.0}), ("grow", {"factor": 1.5}),
-     ("bounce", {"height": 0.1, "hops": 2}), ("shake", {"amplitude": 0.04, "cycles": 3}), ("flip", {}),
-     ("change colour to blue", {})],
-)  # fmt: skip
+    [
+        ("move left", {"dx": -0.2, "dy": 0.0}),
+        ("rotate clockwise", {"degrees": 90.0}),
+        ("grow", {"factor": 1.5}),
+        ("bounce", {"height": 0.1, "hops": 2}),
+        ("shake", {"amplitude": 0.04, "cycles": 3}),
+        ("flip", {}),
+        ("change colour to blue", {}),
+    ],
+)
 def test_a_step_starts_from_the_rest_state_and_oscillations_return(verb, params):
     state = ObjectState("square", "medium", "red", COLOURS["red"], 0.5, 0.5)
     assert advance(state, verb, params, 0.0) == state

@@ -14,9 +14,10 @@ from action100m.testing.fake_server import EMPTY, MALFORMED, FakeChatServer, Rep
 
 def post(server: FakeChatServer, body: dict) -> tuple[int, str]:
     request = urllib.request.Request(
-        f"{server.base_url}/chat/completions", data=json.dumps(body).encode(),
+        f"{server.base_url}/chat/completions",
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()

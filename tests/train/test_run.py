@@ -28,8 +28,16 @@ from action100m.train.run import (
 )
 from tests.train.data.shardset import demo_shards
 
-FAST = ["trainer.progress_bar=false", "trainer.log_every_n_steps=1", "data.batch_size=4", "data.num_workers=0",
-        "data.epoch_batches=4", "data.shuffle_buffer=20", "logger=csv", "optim.lr=1e-3"]  # fmt: skip
+FAST = [
+    "trainer.progress_bar=false",
+    "trainer.log_every_n_steps=1",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.epoch_batches=4",
+    "data.shuffle_buffer=20",
+    "logger=csv",
+    "optim.lr=1e-3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +78,19 @@ def lightning_log():
 def test_a_run_is_named_after_its_data_keeps_its_last_and_best_checkpoints_that_load_safely(
     shards, tmp_path, lightning_log
 ):
-    summary = run_training(config(shards, tmp_path, "name=t", "data.scale=0.5", "trainer.max_steps=7",
-                                  "checkpoint.every_n_steps=2", f"data.val_shards={shards}", "data.val_batches=1",
-                                  "trainer.val_check_interval=2"))  # fmt: skip
+    summary = run_training(
+        config(
+            shards,
+            tmp_path,
+            "name=t",
+            "data.scale=0.5",
+            "trainer.max_steps=7",
+            "checkpoint.every_n_steps=2",
+            f"data.val_shards={shards}",
+            "data.val_batches=1",
+            "trainer.val_check_interval=2",
+        )
+    )
     plan = plan_data(config(shards, tmp_path, "data.scale=0.5").data)
     assert re.fullmatch(
         f"t-tiny-scale0.5-4shards-{plan.scan.samples}samples-[0-9a-f]{{10}}", summary["run_name"]
@@ -146,16 +164,24 @@ def test_a_requeued_run_continues_at_the_same_step_with_the_same_state(shards, t
 
 
 def test_the_global_batch_sets_the_accumulation_and_the_samples_budget_the_steps(shards, tmp_path, capsys):
-    summary = run_training(config(shards, tmp_path, "data.samples_seen=20", "trainer.max_steps=100",
-                                  "trainer.global_batch_size=8"))  # fmt: skip
+    summary = run_training(
+        config(
+            shards, tmp_path, "data.samples_seen=20", "trainer.max_steps=100", "trainer.global_batch_size=8"
+        )
+    )
     assert (summary["accumulation"], summary["global_batch"]) == (2, 8)  # 8 / (4 per device x 1 rank)
     assert summary["global_step"] == 3 and summary["samples_seen"] == 24  # ceil(20 / 8) steps of 8
     assert re.search(r"-20seen-[0-9a-f]{10}$", summary["run_name"])
     err = capsys.readouterr().err
-    assert "global batch 8 = 4 per device x 1 ranks x 2 accumulated (InfoNCE contrasts 4 per micro-batch); " \
-        "3 steps for data.samples_seen=20" in err  # fmt: skip
-    assert re.search(r"checkpoints of ~0\.\d\d GB \([\d.]+M parameters, [\d.]+M trainable with AdamW state\) "
-                     r"every 500 steps, keeping the newest 2, no best by val/loss \(no validation", err)  # fmt: skip
+    assert (
+        "global batch 8 = 4 per device x 1 ranks x 2 accumulated (InfoNCE contrasts 4 per micro-batch); "
+        "3 steps for data.samples_seen=20" in err
+    )
+    assert re.search(
+        r"checkpoints of ~0\.\d\d GB \([\d.]+M parameters, [\d.]+M trainable with AdamW state\) "
+        r"every 500 steps, keeping the newest 2, no best by val/loss \(no validation",
+        err,
+    )
 
 
 def test_the_paper_preset_trains_at_the_papers_global_batch_on_4_nodes_of_8_gpus():
@@ -176,8 +202,11 @@ def test_the_paper_preset_trains_at_the_papers_global_batch_on_4_nodes_of_8_gpus
     assert "268,555 steps for data.samples_seen=3,300,000,000" in effective_settings(
         paper, batch, 268555, size
     )
-    with pytest.raises(ConfigError, match=r"trainer.global_batch_size=12288 is not a multiple of "
-                       r"data.batch_size=32 x world size 40 .* = 1280: world size 40 does not divide it"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"trainer.global_batch_size=12288 is not a multiple of "
+        r"data.batch_size=32 x world size 40 .* = 1280: world size 40 does not divide it",
+    ):
         batch_plan(paper, world_size=5 * 8)
     cpu = as_train_config(compose_train("model=vljepa_paper", "data.shards=/data"))
     tiny_gpu = as_train_config(compose_train("trainer=gpu", "data.shards=/data"))
@@ -187,18 +216,43 @@ def test_the_paper_preset_trains_at_the_papers_global_batch_on_4_nodes_of_8_gpus
 
 
 IDENTICAL = [  # where and how a run runs, not what it trains
-    [], ["output_dir=/elsewhere"], ["ckpt_path=last"], ["logger=wandb"], ["trainer.progress_bar=true"],
-    ["data.num_workers=1"], ["checkpoint.every_n_steps=7", "checkpoint.keep_last=5"], ["trainer.log_every_n_steps=5"],
-    ["data.shuffle_buffer=99"], ["data.video_backend=pyav"], ["trainer.strategy=ddp"],
-]  # fmt: skip
+    [],
+    ["output_dir=/elsewhere"],
+    ["ckpt_path=last"],
+    ["logger=wandb"],
+    ["trainer.progress_bar=true"],
+    ["data.num_workers=1"],
+    ["checkpoint.every_n_steps=7", "checkpoint.keep_last=5"],
+    ["trainer.log_every_n_steps=5"],
+    ["data.shuffle_buffer=99"],
+    ["data.video_backend=pyav"],
+    ["trainer.strategy=ddp"],
+]
 DIFFERENT = [
-    ["seed=1"], ["data.seed=1"], ["optim.lr=2e-3"], ["optim.weight_decay=0"], ["optim.schedule=cosine"],
-    ["model.num_frames=4"], ["model.crop_size=64"], ["model.x_encoder.freeze=false"],
-    ["model.predictor.freeze_embeddings=false"], ["model.y_encoder.freeze=false"], ["trainer.precision=bf16-mixed"],
-    ["data.max_duration=100"], ["data.min_duration=5"], ["+data.text_fields.action_label=1"], ["data.annotated_only=true"],
-    ["data.samples_seen=100"], ["trainer.max_steps=7"], ["trainer.gradient_clip_val=0.5"], ["data.scale=0.5"],
-    ["data.batch_size=2"], ["trainer.devices=2"], ["trainer.global_batch_size=8"], ["data.resample.enabled=true"],
-]  # fmt: skip
+    ["seed=1"],
+    ["data.seed=1"],
+    ["optim.lr=2e-3"],
+    ["optim.weight_decay=0"],
+    ["optim.schedule=cosine"],
+    ["model.num_frames=4"],
+    ["model.crop_size=64"],
+    ["model.x_encoder.freeze=false"],
+    ["model.predictor.freeze_embeddings=false"],
+    ["model.y_encoder.freeze=false"],
+    ["trainer.precision=bf16-mixed"],
+    ["data.max_duration=100"],
+    ["data.min_duration=5"],
+    ["+data.text_fields.action_label=1"],
+    ["data.annotated_only=true"],
+    ["data.samples_seen=100"],
+    ["trainer.max_steps=7"],
+    ["trainer.gradient_clip_val=0.5"],
+    ["data.scale=0.5"],
+    ["data.batch_size=2"],
+    ["trainer.devices=2"],
+    ["trainer.global_batch_size=8"],
+    ["data.resample.enabled=true"],
+]
 
 
 def test_a_run_is_identified_by_every_setting_that_changes_its_training(shards, tmp_path):
@@ -227,8 +281,11 @@ def test_a_seed_or_lr_change_never_resumes_another_runs_checkpoint(shards, tmp_p
     base = run_training(config(shards, tmp_path, *common))
     seed = run_training(config(shards, tmp_path, *common, "seed=1", "ckpt_path=last"))
     assert seed["run_name"] != base["run_name"] and seed["resumed_from"] is None  # a new run
-    with pytest.raises(ConfigError, match=r"ckpt_path=.*last.ckpt: saved by another run \(optim.lr: 0.001 there, "
-                       r"0.002 here\); a checkpoint resumes only the run it was saved by"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"ckpt_path=.*last.ckpt: saved by another run \(optim.lr: 0.001 there, "
+        r"0.002 here\); a checkpoint resumes only the run it was saved by",
+    ):
         run_training(
             config(shards, tmp_path, *common, "optim.lr=2e-3", f"ckpt_path={base['last_checkpoint']}")
         )
@@ -257,26 +314,48 @@ def test_bad_inputs_fail_before_training_naming_the_cause(shards, tmp_path):
     with pytest.raises(ConfigError, match="data.scale=0.1 of 8 shards selects no shard"):
         run_training(config(shards, tmp_path, "data.scale=0.1"))
     with pytest.raises(ConfigError, match="field 'summary_detailed' is in none of the .* usable nodes"):
-        run_training(config(shards, tmp_path, "~data.text_fields.action_brief", "+data.text_fields.action_label=1",
-                            "+data.text_fields.summary_detailed=1", "data.max_duration=3"))  # fmt: skip
+        run_training(
+            config(
+                shards,
+                tmp_path,
+                "~data.text_fields.action_brief",
+                "+data.text_fields.action_label=1",
+                "+data.text_fields.summary_detailed=1",
+                "data.max_duration=3",
+            )
+        )
     with pytest.raises(ConfigError, match="2 ranks|readers"):
         run_training(config(shards, tmp_path, "data.scale=0.25", "data.num_workers=4", "trainer.max_steps=1"))
-    with pytest.raises(ConfigError, match=r"trainer.global_batch_size=10 is not a multiple of data.batch_size=4 "
-                       r"x world size 1 \(trainer.devices x trainer.num_nodes\) = 4: data.batch_size must divide 10"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"trainer.global_batch_size=10 is not a multiple of data.batch_size=4 "
+        r"x world size 1 \(trainer.devices x trainer.num_nodes\) = 4: data.batch_size must divide 10",
+    ):
         run_training(config(shards, tmp_path, "data.scale=0.25", "trainer.global_batch_size=10"))
     with pytest.raises(
         ConfigError, match="trainer.accumulate_grad_batches=3 contradicts trainer.global_batch_size=8"
     ):
-        run_training(config(shards, tmp_path, "data.scale=0.25", "trainer.global_batch_size=8",
-                            "trainer.accumulate_grad_batches=3"))  # fmt: skip
+        run_training(
+            config(
+                shards,
+                tmp_path,
+                "data.scale=0.25",
+                "trainer.global_batch_size=8",
+                "trainer.accumulate_grad_batches=3",
+            )
+        )
     with pytest.raises(ConfigError, match="data.epoch_batches=4 must be a multiple of the accumulation 3"):
         run_training(config(shards, tmp_path, "data.scale=0.25", "trainer.global_batch_size=12"))
     with pytest.raises(ConfigError, match="checkpoint.monitor='val/los' is not one of val/loss"):
         run_training(config(shards, tmp_path, "data.scale=0.25", "checkpoint.monitor=val/los"))
 
     trained = run_training(config(shards, tmp_path / "tiny", "trainer.max_steps=1", "data.scale=0.25"))
-    other = ["data.scale=0.25", f"ckpt_path={trained['last_checkpoint']}", "model.preset=bigger",
-             "model.predictor.tiny.hidden_size=96"]  # fmt: skip
+    other = [
+        "data.scale=0.25",
+        f"ckpt_path={trained['last_checkpoint']}",
+        "model.preset=bigger",
+        "model.predictor.tiny.hidden_size=96",
+    ]
     with pytest.raises(
         ConfigError, match="trained with model preset 'tiny', but this model is preset 'bigger'"
     ):

@@ -36,6 +36,11 @@ def read(source: Source) -> Benchmark:
             raise BenchmarkFileError(NAME, path, f"segment {name}: unknown label_id {label}")
         clips.append(Clip(name, source.videos / CLIP_DIR / name, label))
     return Benchmark(
-        NAME, split, "keystep", class_names, [normalise_class_name(n) for n in class_names], clips,
+        NAME,
+        split,
+        "keystep",
+        class_names,
+        [normalise_class_name(n) for n in class_names],
+        clips,
         [path, mapping_path],
-    )  # fmt: skip
+    )

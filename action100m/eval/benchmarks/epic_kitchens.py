@@ -23,8 +23,15 @@ NAME = "epic_kitchens_100"
 TASKS = ("verb", "noun", "action")
 SPLITS = ("validation", "train")
 LAYOUTS = ("default", "participant")
-COLUMNS = ("narration_id", "participant_id", "video_id", "start_timestamp", "stop_timestamp", "verb_class",
-           "noun_class")  # fmt: skip
+COLUMNS = (
+    "narration_id",
+    "participant_id",
+    "video_id",
+    "start_timestamp",
+    "stop_timestamp",
+    "verb_class",
+    "noun_class",
+)
 
 
 def parse_timestamp(text: str) -> float:
@@ -83,6 +90,11 @@ def read(source: Source) -> Benchmark:
         Clip(i, video, label, start, end) for (i, video, start, end), label in zip(spans, labels, strict=True)
     ]
     return Benchmark(
-        NAME, split, task, class_names, [normalise_class_name(t) for t in texts], clips,
+        NAME,
+        split,
+        task,
+        class_names,
+        [normalise_class_name(t) for t in texts],
+        clips,
         [csv_path, verbs_path, nouns_path],
-    )  # fmt: skip
+    )

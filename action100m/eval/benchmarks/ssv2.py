@@ -59,6 +59,11 @@ def read_ssv2_layout(name: str, source: Source, video_ext: str) -> Benchmark:
         )
         clips.append(Clip(clip_id, source.videos / VIDEO_DIR / f"{clip_id}{ext}", label))
     return Benchmark(
-        name, split, "template", class_names, [normalise_class_name(n) for n in class_names], clips,
+        name,
+        split,
+        "template",
+        class_names,
+        [normalise_class_name(n) for n in class_names],
+        clips,
         [labels_path, entries_path],
-    )  # fmt: skip
+    )

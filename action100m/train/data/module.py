@@ -38,18 +38,29 @@ class ActionDataModule(L.LightningDataModule):
         readers = world * max(1, self.cfg.num_workers)
         shards = [str(path) for path in self.plan.subset.shards]
         if len(shards) < readers:
-            raise ConfigError(f"data.scale={self.cfg.scale:g} gives {len(shards)} shards for {world} ranks x "
-                              f"{max(1, self.cfg.num_workers)} workers = {readers} readers, which would read "
-                              f"the same shards in step; use fewer data.num_workers, a larger scale, or "
-                              f"build with fewer samples_per_shard")  # fmt: skip
+            raise ConfigError(
+                f"data.scale={self.cfg.scale:g} gives {len(shards)} shards for {world} ranks x "
+                f"{max(1, self.cfg.num_workers)} workers = {readers} readers, which would read "
+                f"the same shards in step; use fewer data.num_workers, a larger scale, or "
+                f"build with fewer samples_per_shard"
+            )
         if self.cfg.resample.enabled and self.rates is None:
             self.rates = self._rates()
-        self.train_set = NodeStream(shards, self.cfg, self.plan.mix, self.rates, rank, self.cfg.epoch_batches,
-                                    seed=self.cfg.seed)  # fmt: skip
+        self.train_set = NodeStream(
+            shards, self.cfg, self.plan.mix, self.rates, rank, self.cfg.epoch_batches, seed=self.cfg.seed
+        )
         if self.cfg.val_shards:
             val = select_scale(self.cfg.val_shards, 1.0)
-            self.val_set = NodeStream([str(p) for p in val.shards], self.cfg, self.plan.mix, None, rank,
-                                      self.cfg.val_batches, seed=f"val:{self.cfg.seed}", repeat=True)  # fmt: skip
+            self.val_set = NodeStream(
+                [str(p) for p in val.shards],
+                self.cfg,
+                self.plan.mix,
+                None,
+                rank,
+                self.cfg.val_batches,
+                seed=f"val:{self.cfg.seed}",
+                repeat=True,
+            )
 
     def _trained_batches(self) -> int:
         trainer = self.trainer

@@ -26,10 +26,15 @@ class DataPlan:
     mix: FieldMix
 
     def describe(self) -> dict:
-        return {"scale": self.subset.scale, "shards": len(self.subset.shards),
-                "total_shards": self.subset.total_shards, "videos": self.subset.videos,
-                "nodes": self.subset.nodes, "samples": self.scan.samples,
-                "samples_per_field": self.scan.per_field}  # fmt: skip
+        return {
+            "scale": self.subset.scale,
+            "shards": len(self.subset.shards),
+            "total_shards": self.subset.total_shards,
+            "videos": self.subset.videos,
+            "nodes": self.subset.nodes,
+            "samples": self.scan.samples,
+            "samples_per_field": self.scan.per_field,
+        }
 
 
 def plan_data(cfg: DataConfig) -> DataPlan:

@@ -51,8 +51,10 @@ def select_scale(shards: str | os.PathLike, scale: float) -> ScaleSubset:
         raise ConfigError(f"data.shards: {err}") from err
     count = math.floor(scale * len(paths) + 1e-9)
     if count == 0:
-        raise ConfigError(f"data.scale={scale:g} of {len(paths)} shards selects no shard "
-                          f"(the smallest scale here is {1 / len(paths):.3g})")  # fmt: skip
+        raise ConfigError(
+            f"data.scale={scale:g} of {len(paths)} shards selects no shard "
+            f"(the smallest scale here is {1 / len(paths):.3g})"
+        )
     chosen = shard_order(paths)[:count]
     markers = [_marker(path) for path in chosen]
     videos = sum(marker["samples"] for marker in markers)

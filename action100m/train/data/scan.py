@@ -71,18 +71,31 @@ class ShardScan:
     texts: list[str] | None = None  # the shard's deduplicated brief actions, sorted
 
 
-def pack_scan(durations: np.ndarray, flags: np.ndarray, briefs: np.ndarray, offsets: np.ndarray,
-              blob: bytes, unreadable_records: int) -> bytes:  # fmt: skip
+def pack_scan(
+    durations: np.ndarray,
+    flags: np.ndarray,
+    briefs: np.ndarray,
+    offsets: np.ndarray,
+    blob: bytes,
+    unreadable_records: int,
+) -> bytes:
     """The scan file's bytes from per-node durations, flags and brief indices; brief text i is
     blob[offsets[i]:offsets[i + 1]] (UTF-8), the texts deduplicated and sorted."""
     order = np.lexsort((durations, flags))
     durations, flags, briefs = durations[order], flags[order], briefs[order]
     groups, starts, counts = np.unique(flags, return_index=True, return_counts=True)
     ends = starts + counts - 1
-    arrays = [np.array([SCAN_VERSION, unreadable_records, len(groups)], dtype=np.int64),
-              groups.astype(np.uint16), counts.astype(np.int64), durations[starts], durations[ends],
-              durations.astype(np.float64), briefs.astype(np.int32), offsets.astype(np.int64),
-              np.frombuffer(blob, dtype=np.uint8)]  # fmt: skip
+    arrays = [
+        np.array([SCAN_VERSION, unreadable_records, len(groups)], dtype=np.int64),
+        groups.astype(np.uint16),
+        counts.astype(np.int64),
+        durations[starts],
+        durations[ends],
+        durations.astype(np.float64),
+        briefs.astype(np.int32),
+        offsets.astype(np.int64),
+        np.frombuffer(blob, dtype=np.uint8),
+    ]
     out = io.BytesIO()
     for array in arrays:
         np.save(out, array, allow_pickle=False)
@@ -137,9 +150,14 @@ def scan_shard(path: Path) -> bytes:
     blobs = [text.encode("utf-8") for text in texts]
     offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
     np.cumsum([len(blob) for blob in blobs], out=offsets[1:])
-    return pack_scan(np.array(durations, dtype=np.float64), np.array(flags, dtype=np.uint16),
-                     np.array([index.get(b, -1) for b in briefs], dtype=np.int32), offsets, b"".join(blobs),
-                     unreadable)  # fmt: skip
+    return pack_scan(
+        np.array(durations, dtype=np.float64),
+        np.array(flags, dtype=np.uint16),
+        np.array([index.get(b, -1) for b in briefs], dtype=np.int32),
+        offsets,
+        b"".join(blobs),
+        unreadable,
+    )
 
 
 def cache_folder(subset: ScaleSubset, cfg: DataConfig) -> Path:
@@ -147,8 +165,10 @@ def cache_folder(subset: ScaleSubset, cfg: DataConfig) -> Path:
 
 
 def _unwritable(target: Path, err: OSError) -> ConfigError:
-    return ConfigError(f"data.cache_dir: cannot write {target}: {err.strerror or err}; set data.cache_dir "
-                       f"to a writable folder")  # fmt: skip
+    return ConfigError(
+        f"data.cache_dir: cannot write {target}: {err.strerror or err}; set data.cache_dir "
+        f"to a writable folder"
+    )
 
 
 def scan_path(cache: Path, shard: Path, sha256: str) -> Path:
@@ -171,8 +191,9 @@ def _depth(cfg: DataConfig) -> str:
     return "briefs" if cfg.resample.enabled else "groups"
 
 
-def summarize(subset: ScaleSubset, cfg: DataConfig, mix: FieldMix,
-              heartbeat: Callable[[], None] = lambda: None) -> ScanSummary:  # fmt: skip
+def summarize(
+    subset: ScaleSubset, cfg: DataConfig, mix: FieldMix, heartbeat: Callable[[], None] = lambda: None
+) -> ScanSummary:
     """The samples the config yields from `subset`, one shard at a time: what it holds is the counts,
     plus the brief counts with resampling on."""
     cache = cache_folder(subset, cfg)
@@ -213,22 +234,32 @@ def check(summary: ScanSummary, subset: ScaleSubset, cfg: DataConfig, mix: Field
     """`summary`, unless the config yields no sample or a configured field is in none of them."""
     where = f"the {len(subset.shards)} shards of data.scale={subset.scale:g} ({subset.videos} videos, {subset.nodes} nodes)"
     if summary.samples == 0:
-        raise ConfigError(f"no training samples in {where}: no node passes the filters (min_duration="
-                          f"{cfg.min_duration}, max_duration={cfg.max_duration}, annotated_only="
-                          f"{cfg.annotated_only}) with a text in {', '.join(mix.fields)}")  # fmt: skip
+        raise ConfigError(
+            f"no training samples in {where}: no node passes the filters (min_duration="
+            f"{cfg.min_duration}, max_duration={cfg.max_duration}, annotated_only="
+            f"{cfg.annotated_only}) with a text in {', '.join(mix.fields)}"
+        )
     for name, count in summary.per_field.items():
         if count == 0:
-            raise ConfigError(f"data.text_fields: field {name!r} is in none of the {summary.samples} usable "
-                              f"nodes of {where}; drop it or build the shards with it")  # fmt: skip
+            raise ConfigError(
+                f"data.text_fields: field {name!r} is in none of the {summary.samples} usable "
+                f"nodes of {where}; drop it or build the shards with it"
+            )
     return summary
 
 
 def plan_key(subset: ScaleSubset, cfg: DataConfig, mix: FieldMix) -> str:
     """A digest of everything that decides the plan: the shards and their checksums, the filters, the
     fields of the mix (not their weights) and whether brief actions are counted."""
-    described = {"scan": SCAN_VERSION, "plan": PLAN_VERSION, "fields": mix.fields,
-                 "min_duration": cfg.min_duration, "max_duration": cfg.max_duration,
-                 "annotated_only": cfg.annotated_only, "briefs": cfg.resample.enabled}  # fmt: skip
+    described = {
+        "scan": SCAN_VERSION,
+        "plan": PLAN_VERSION,
+        "fields": mix.fields,
+        "min_duration": cfg.min_duration,
+        "max_duration": cfg.max_duration,
+        "annotated_only": cfg.annotated_only,
+        "briefs": cfg.resample.enabled,
+    }
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for shard, sha256 in zip(subset.shards, subset.sha256s, strict=True):
         digest.update(f"{shard.name}\x00{sha256}\x00".encode())
@@ -255,8 +286,12 @@ def _touch(lock: Path) -> None:
         pass  # taken over by a rank that thought this one dead: both write the same bytes
 
 
-def load_or_compute(target: Path, compute: Callable[[Callable[[], None]], Any],
-                    stale_after: float = STALE_LOCK_SECONDS, poll: float = 0.5) -> Any:  # fmt: skip
+def load_or_compute(
+    target: Path,
+    compute: Callable[[Callable[[], None]], Any],
+    stale_after: float = STALE_LOCK_SECONDS,
+    poll: float = 0.5,
+) -> Any:
     """The JSON at `target`, computed by `compute(heartbeat)` and written atomically by whichever
     process first creates the lock beside it; the others wait for it (see the module docstring)."""
     lock = lock_path(target)

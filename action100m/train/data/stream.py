@@ -91,8 +91,17 @@ class NodeStream(IterableDataset):
     Iterating it yields the rank's batches from `start` (batches already trained) on, without end, epoch
     after epoch; `repeat` makes every epoch epoch 0 (validation: the same batches each pass)."""
 
-    def __init__(self, shards: list[str], cfg: DataConfig, mix: FieldMix, rates: dict[str, float] | None,
-                 rank: int, batches: int, seed: Any, repeat: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        shards: list[str],
+        cfg: DataConfig,
+        mix: FieldMix,
+        rates: dict[str, float] | None,
+        rank: int,
+        batches: int,
+        seed: Any,
+        repeat: bool = False,
+    ):
         super().__init__()
         self.shards, self.cfg, self.mix, self.rates = list(shards), cfg, mix, rates
         self.rank, self.batches, self.seed, self.repeat = rank, batches, seed, repeat
@@ -122,8 +131,11 @@ class NodeStream(IterableDataset):
         """The nodes of stream `stream` of `epoch` in the order they are batched, before any decoding."""
         rng = random.Random(f"{self.seed}:{self.rank}:{epoch}:{stream}")
         failures = failures or _Failures(self.cfg.max_consecutive_failures)
-        shards = iter(wds.ResampledShards(self.shards, seed=rng.randrange(2**31), worker_seed=lambda: 0,
-                                          deterministic=True))  # fmt: skip
+        shards = iter(
+            wds.ResampledShards(
+                self.shards, seed=rng.randrange(2**31), worker_seed=lambda: 0, deterministic=True
+            )
+        )
         videos = self._videos(self._interleaved(shards, failures), rng, failures)
         return self._spread(videos, rng)
 
@@ -280,8 +292,12 @@ class StreamLoader:
         if self._batches is None or not here:
             self._batches = None  # its workers end before the new ones start
             self.dataset.start = position
-            loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                                prefetch_factor=2 if self.num_workers else None)  # fmt: skip
+            loader = DataLoader(
+                self.dataset,
+                batch_size=None,
+                num_workers=self.num_workers,
+                prefetch_factor=2 if self.num_workers else None,
+            )
             with _job_signals_ignored_by_forks():  # the workers fork in iter()
                 self._batches, self._next = iter(loader), position
         return self._epoch(batches - position % batches)

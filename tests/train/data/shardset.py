@@ -16,8 +16,16 @@ VIDEOS = 8  # one per shard: 8 shards, so scales 0.25 ⊂ 0.5 ⊂ 1.0 are 2, 4 a
 
 def build_shards(synth: Path, out: Path, *overrides: str) -> Path:
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("build", overrides=[f"input={synth / 'manifest.jsonl'}", f"output={out}",
-                                          "segment.features=pixel", "progress=false", *overrides])  # fmt: skip
+        cfg = compose(
+            "build",
+            overrides=[
+                f"input={synth / 'manifest.jsonl'}",
+                f"output={out}",
+                "segment.features=pixel",
+                "progress=false",
+                *overrides,
+            ],
+        )
     run_build(OmegaConf.to_object(cfg))
     return out
 

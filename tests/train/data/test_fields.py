@@ -8,8 +8,14 @@ from action100m.train.data.config import DataConfig, ResampleConfig
 from action100m.train.data.fields import FieldMix, keeps, node_texts
 from action100m.train.data.module import plan_data
 
-METADATA = {"transcript": [{"time": "0.5", "text": "first we"}, {"time": 1.5, "text": " stir it "},
-                           {"time": "9", "text": "later"}, {"time": "x", "text": "bad time"}]}  # fmt: skip
+METADATA = {
+    "transcript": [
+        {"time": "0.5", "text": "first we"},
+        {"time": 1.5, "text": " stir it "},
+        {"time": "9", "text": "later"},
+        {"time": "x", "text": "bad time"},
+    ]
+}
 
 
 def node(start=0.0, end=2.0, brief="stir mixture", label="stir", caption=None):
@@ -20,10 +26,27 @@ def node(start=0.0, end=2.0, brief="stir mixture", label="stir", caption=None):
 
 
 def test_every_field_reads_its_text_and_na_or_empty_ones_are_skipped():
-    texts = node_texts(node(caption="  "), METADATA, ["action_brief", "summary_brief", "action_detailed",
-                                                       "summary_detailed", "segment_caption", "action_label", "asr"])  # fmt: skip
-    assert texts == {"action_brief": "stir mixture", "summary_brief": "A bowl.", "action_detailed": "Stir it slowly.",
-                     "summary_detailed": "A bowl on a table.", "action_label": "stir", "asr": "first we stir it"}  # fmt: skip
+    texts = node_texts(
+        node(caption="  "),
+        METADATA,
+        [
+            "action_brief",
+            "summary_brief",
+            "action_detailed",
+            "summary_detailed",
+            "segment_caption",
+            "action_label",
+            "asr",
+        ],
+    )
+    assert texts == {
+        "action_brief": "stir mixture",
+        "summary_brief": "A bowl.",
+        "action_detailed": "Stir it slowly.",
+        "summary_detailed": "A bowl on a table.",
+        "action_label": "stir",
+        "asr": "first we stir it",
+    }
     assert node_texts(node(brief="N/A", label=" N/A "), {}, ["action_brief", "action_label", "asr"]) == {}
 
 
@@ -51,15 +74,22 @@ def test_node_filters():
 
 
 def test_the_plan_counts_samples_and_names_a_field_no_node_has(shards, tmp_path):
-    cfg = DataConfig(shards=str(shards), scale=0.5, text_fields={"action_brief": 1.0, "action_label": 1.0},
-                     resample=ResampleConfig(enabled=True))  # fmt: skip
+    cfg = DataConfig(
+        shards=str(shards),
+        scale=0.5,
+        text_fields={"action_brief": 1.0, "action_label": 1.0},
+        resample=ResampleConfig(enabled=True),
+    )
     scan = plan_data(cfg).scan
     assert 0 < scan.per_field["action_brief"] < scan.per_field["action_label"] == scan.samples
     assert sum(scan.brief_counts.values()) == scan.per_field["action_brief"]
     assert list((shards / "cache" / "scan").glob("*.scan"))  # cached next to the shards
     assert list((shards / "cache" / "plan").glob("plan-*.json"))
-    annotated = plan_data(DataConfig(shards=str(shards), scale=0.5, annotated_only=True, min_duration=8.0,
-                                     cache_dir=str(tmp_path)))  # fmt: skip
+    annotated = plan_data(
+        DataConfig(
+            shards=str(shards), scale=0.5, annotated_only=True, min_duration=8.0, cache_dir=str(tmp_path)
+        )
+    )
     assert 0 < annotated.scan.samples < scan.per_field["action_brief"]
 
     # direct-mode builds annotate only nodes of 4 s or more

@@ -153,9 +153,23 @@ print(plan_data(DataConfig(shards=sys.argv[1], cache_dir=sys.argv[2])).describe(
 
 def test_ranks_started_together_scan_each_shard_once(shards, tmp_path):
     log, go = tmp_path / "scans.log", tmp_path / "go"
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(shards), str(tmp_path / "cache"), str(log),
-                                  str(tmp_path / f"ready{i}"), str(go)], stdout=subprocess.PIPE, text=True)
-                for i in range(3)]  # fmt: skip
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(shards),
+                str(tmp_path / "cache"),
+                str(log),
+                str(tmp_path / f"ready{i}"),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     deadline = time.time() + 120
     while not all((tmp_path / f"ready{i}").exists() for i in range(3)) and time.time() < deadline:
         time.sleep(0.05)

@@ -18,8 +18,14 @@ FIELDS = {"action_brief": 1.0, "action_label": 1.0}
 
 
 def config(shards, **overrides):
-    settings = dict(shards=str(shards), text_fields=FIELDS, batch_size=4, num_workers=2, epoch_batches=5,
-                    shuffle_buffer=50)  # fmt: skip
+    settings = dict(
+        shards=str(shards),
+        text_fields=FIELDS,
+        batch_size=4,
+        num_workers=2,
+        epoch_batches=5,
+        shuffle_buffer=50,
+    )
     return DataConfig(**{**settings, **overrides})
 
 
@@ -113,14 +119,34 @@ def many_videos(shards, out, shard_count=50, videos_per_shard=8, nodes_per_video
         samples = []
         for index in range(videos_per_shard):
             uid = f"v{shard:03d}x{index:02d}"
-            nodes = [{"node_id": "r", "parent_id": None, "level": 0, "start": 0.0, "end": duration,
-                      "action_label": f"{uid} r"}]  # fmt: skip
+            nodes = [
+                {
+                    "node_id": "r",
+                    "parent_id": None,
+                    "level": 0,
+                    "start": 0.0,
+                    "end": duration,
+                    "action_label": f"{uid} r",
+                }
+            ]
             for n in range(nodes_per_video - 1):
                 start = rng.uniform(0, duration - 1)
-                nodes.append({"node_id": f"n{n}", "parent_id": "r", "level": 1, "start": start,
-                              "end": min(duration, start + rng.uniform(0.5, 3)), "action_label": f"{uid} {n}"})  # fmt: skip
-            record = {"video_uid": uid, "metadata": {"duration": duration}, "nodes": nodes,
-                      "source_path": str(source)}  # fmt: skip
+                nodes.append(
+                    {
+                        "node_id": f"n{n}",
+                        "parent_id": "r",
+                        "level": 1,
+                        "start": start,
+                        "end": min(duration, start + rng.uniform(0.5, 3)),
+                        "action_label": f"{uid} {n}",
+                    }
+                )
+            record = {
+                "video_uid": uid,
+                "metadata": {"duration": duration},
+                "nodes": nodes,
+                "source_path": str(source),
+            }
             samples.append((uid, {"json": json.dumps(record).encode()}))
         paths.append(out / f"s{shard:03d}.tar")
         write_tar(paths[-1], samples)
@@ -138,8 +164,14 @@ def same_video_pair_rate(batches):
 
 def test_a_batch_takes_its_nodes_from_distinct_videos(shards, tmp_path):
     paths = many_videos(shards, tmp_path)
-    cfg = config(shards, text_fields={"action_label": 1.0}, batch_size=8, num_workers=0, epoch_batches=30,
-                 shuffle_buffer=200)  # fmt: skip
+    cfg = config(
+        shards,
+        text_fields={"action_label": 1.0},
+        batch_size=8,
+        num_workers=0,
+        epoch_batches=30,
+        shuffle_buffer=200,
+    )
     batches = epoch(stream(paths, cfg), 0, workers=0)
     uniform = 1 / (len(paths) * 8 - 1)  # 400 videos of 20 nodes: a random pair shares its video
     # the old 200-node shuffle buffer held ~10 videos: a rate ~20x uniform
