@@ -161,7 +161,9 @@ def _cluster_smoke(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the parts of the main job built so far")
+    demo = commands.add_parser(
+        "demo", help="the main job end to end on a CPU: build, train at three scales, evaluate, report"
+    )
     demo.add_argument("overrides", nargs="*", help="config overrides, key=value (see configs/demo.yaml)")
     demo.set_defaults(func=_demo)
     synth = commands.add_parser("synth", help="write a SynthActions dataset (videos, manifest, ground truth)")

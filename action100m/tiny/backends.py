@@ -32,7 +32,7 @@ from transformers import (
     TimmWrapperConfig,
 )
 
-from action100m.tiny.models import SPECIAL_TOKENS, tiny_llama, train_word_tokenizer
+from action100m.tiny.models import SPECIAL_TOKENS, tiny_llama, tiny_text_settings, train_word_tokenizer
 
 IMAGE_TOKEN, VIDEO_TOKEN = "<|image|>", "<|video|>"
 
@@ -72,18 +72,7 @@ def tiny_tokenizer(corpus: Iterable[str] = CORPUS, media_tokens: bool = True) ->
 def _text_settings(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
     # A wide initialisation, so that a toy model's answer depends on its prompt and image: tests can
     # then tell when a batch mixes up or pads its items wrongly.
-    return dict(
-        initializer_range=0.3,
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    return dict(tiny_text_settings(tokenizer), initializer_range=0.3)
 
 
 def _words_only(model: Any, tokenizer: PreTrainedTokenizerFast) -> Any:

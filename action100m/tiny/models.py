@@ -50,20 +50,24 @@ def tiny_vjepa2(seed: int = 0, **overrides: Any) -> VJEPA2Model:
     return VJEPA2Model(tiny_vjepa2_config(**overrides)).eval()
 
 
-def tiny_llama_config(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> LlamaConfig:
-    settings: dict[str, Any] = dict(
+def tiny_text_settings(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
+    """The text model's size every tiny language model shares: 2 layers at width 32, 4 heads (2 for keys
+    and values), with `tokenizer`'s vocabulary and special tokens."""
+    return dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
     )
+
+
+def tiny_llama_config(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> LlamaConfig:
+    settings = dict(tiny_text_settings(tokenizer), max_position_embeddings=512, tie_word_embeddings=False)
     settings.update(overrides)
     return LlamaConfig(**settings)
 
