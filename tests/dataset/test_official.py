@@ -242,86 +242,39 @@ def test_reencode_and_records_only(tmp_path, release):
     "argv, message",
     [
         (
-            [
-                "official",
-                "import",
-                "--annotations",
-                "{tmp}/nope.parquet",
-                "--videos",
-                "{tmp}",
-                "--out",
-                "{tmp}/o",
-            ],
+            "official import --annotations {tmp}/nope.parquet --videos {tmp} --out {tmp}/o",
             "action100m official import: error: {tmp}/nope.parquet: no such annotations file",
         ),
         (
-            ["official", "import", "--annotations", "{tmp}/r.jsonl", "--out", "{tmp}/o"],
+            "official import --annotations {tmp}/r.jsonl --out {tmp}/o",
             "action100m official import: error: the folder of the videos is needed",
         ),
         (
-            [
-                "official",
-                "import",
-                "--annotations",
-                "{tmp}/r.jsonl",
-                "--videos",
-                "{tmp}/none",
-                "--out",
-                "{tmp}/o",
-            ],
+            "official import --annotations {tmp}/r.jsonl --videos {tmp}/none --out {tmp}/o",
             "action100m official import: error: {tmp}/none: no such video folder",
         ),
         (
-            [
-                "official",
-                "import",
-                "--annotations",
-                "{tmp}/r.jsonl",
-                "--no-video",
-                "--videos",
-                "{tmp}",
-                "--out",
-                "{tmp}/o",
-            ],
+            "official import --annotations {tmp}/r.jsonl --no-video --videos {tmp} --out {tmp}/o",
             "action100m official import: error: records only (no video)",
         ),
         (
-            [
-                "official",
-                "import",
-                "--annotations",
-                "{tmp}/r.jsonl",
-                "--videos",
-                "{tmp}",
-                "--out",
-                "{tmp}/o",
-                "--crf",
-                "30",
-            ],
+            "official import --annotations {tmp}/r.jsonl --videos {tmp} --out {tmp}/o --crf 30",
             "action100m official import: error: --crf needs --reencode-short-side or --reencode-fps",
         ),
         (
-            ["official", "import", "--annotations", "{tmp}/r.txt", "--no-video", "--out", "{tmp}/o"],
+            "official import --annotations {tmp}/r.txt --no-video --out {tmp}/o",
             "action100m official import: error: {tmp}/r.txt: annotations must be .parquet, .json or .jsonl",
         ),
         (
-            [
-                "official",
-                "import",
-                "--annotations",
-                "{tmp}/garbage.parquet",
-                "--no-video",
-                "--out",
-                "{tmp}/o",
-            ],
+            "official import --annotations {tmp}/garbage.parquet --no-video --out {tmp}/o",
             "action100m official import: error: {tmp}/garbage.parquet: cannot read Parquet",
         ),
         (
-            ["official", "export", "--shards", "{tmp}/none", "--out", "{tmp}/x.parquet"],
+            "official export --shards {tmp}/none --out {tmp}/x.parquet",
             "action100m official export: error: {tmp}/none: no such shard folder",
         ),
         (
-            ["official", "export", "--shards", "{tmp}", "--out", "{tmp}/x.csv"],
+            "official export --shards {tmp} --out {tmp}/x.csv",
             "action100m official export: error: {tmp}/x.csv: the output must end in .parquet, .json, .jsonl",
         ),
     ],
@@ -330,7 +283,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     write_jsonl(tmp_path / "r.jsonl", [tiny_row("a")])
     (tmp_path / "r.txt").write_text("")
     (tmp_path / "garbage.parquet").write_text("not parquet")
-    code, printed = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    code, printed = run(capsys, *argv.format(tmp=tmp_path).split())
     assert code == 2
     [line] = printed.err.strip().splitlines()
     assert line.startswith(message.format(tmp=tmp_path))
