@@ -1,10 +1,12 @@
 """Every reader on the real annotation files in ../shared/benchmarks, with a few stand-in videos at the
-paths the benchmark gives its videos: counts, labels, spans, class texts, and the missing-video count."""
+paths the benchmark gives its videos: counts, labels, spans, class texts, and the missing-video count;
+and the same files laid out as each official release unpacks them, read from that folder or above it."""
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from action100m.eval.data import ClipDataset
 from action100m.eval.errors import BenchmarkFileError
 from action100m.eval.run import load_benchmark
 from tests.eval.conftest import source, stand_in
+from tests.eval.test_readers_layout import same_from_every_root
 
 
 def _loaded(reader: str, root, **options):
@@ -57,6 +60,9 @@ def test_kinetics400_counts_names_and_layouts(real_root):
     assert mm.video.parent.name == rows[quoted]["label"].replace(" ", "_")
     stand_in(root / rows[5]["label"] / f"{bench.clips[5].video.name}")
     assert len(_loaded("kinetics", root, task="k400", layout="by_label").missing) == 19_905
+
+
+EPIC_FILES = ("EPIC_100_validation.csv", "EPIC_100_verb_classes.csv", "EPIC_100_noun_classes.csv")
 
 
 @pytest.mark.parametrize(
@@ -135,34 +141,36 @@ def test_ucf101_labels_by_folder_and_clip_names_by_name(real_root):
     assert len(_loaded("ucf101", root, split="test1").missing) == 3_782
 
 
+COIN_DATABASE = {
+    "-abc_d": {
+        "class": "ReplaceCDDriveWithSSD",
+        "recipe_type": 131,
+        "subset": "testing",
+        "start": 1.0,
+        "end": 50.0,
+        "duration": 60.0,
+        "video_url": "https://youtube.com/watch?v=-abc_d",
+        "annotation": [
+            {"id": "212", "segment": [2.0, 9.5], "label": "take out the laptop CD drive"},
+            {"id": "214", "segment": [10.0, 20.0], "label": "install the SSD onto the hard disk"},
+        ],
+    },
+    "train01": {
+        "class": "WashHair",
+        "recipe_type": 1,
+        "subset": "training",
+        "start": 0.0,
+        "end": 9.0,
+        "duration": 9.0,
+        "video_url": "",
+        "annotation": [{"id": "5", "segment": [0, 3], "label": "z"}],
+    },
+}
+
+
 def test_coin_taxonomy_with_annotations_in_the_coin_json_layout(real_root):
     root = real_root("coin")
-    database = {
-        "-abc_d": {
-            "class": "ReplaceCDDriveWithSSD",
-            "recipe_type": 131,
-            "subset": "testing",
-            "start": 1.0,
-            "end": 50.0,
-            "duration": 60.0,
-            "video_url": "https://youtube.com/watch?v=-abc_d",
-            "annotation": [
-                {"id": "212", "segment": [2.0, 9.5], "label": "take out the laptop CD drive"},
-                {"id": "214", "segment": [10.0, 20.0], "label": "install the SSD onto the hard disk"},
-            ],
-        },
-        "train01": {
-            "class": "WashHair",
-            "recipe_type": 1,
-            "subset": "training",
-            "start": 0.0,
-            "end": 9.0,
-            "duration": 9.0,
-            "video_url": "",
-            "annotation": [{"id": "5", "segment": [0, 3], "label": "z"}],
-        },
-    }
-    (root / "COIN.json").write_text(json.dumps({"database": database}))
+    (root / "COIN.json").write_text(json.dumps({"database": COIN_DATABASE}))
     steps = read_benchmark("coin", source(root, task="step"))
     assert (len(steps.class_names), [c.label for c in steps.clips]) == (778, [211, 213])
     assert (steps.clips[0].start, steps.clips[0].end, steps.clips[0].video.parts[-3:]) == (
@@ -180,11 +188,117 @@ def test_coin_taxonomy_with_annotations_in_the_coin_json_layout(real_root):
     assert len(read_benchmark("coin", source(root, task="step", split="training")).clips) == 1
 
 
-def test_missing_file_is_named(real_root, tmp_path):
-    with pytest.raises(BenchmarkFileError, match=r"COIN\.json: missing annotations file"):
-        read_benchmark("coin", source(real_root("coin"), task="step"))
-    with pytest.raises(BenchmarkFileError, match=r"something-something-v2-labels\.json: missing labels file"):
-        read_benchmark("ssv2", source(tmp_path))
+def test_missing_file_is_named(real_root):
+    root = real_root("coin")
+    with pytest.raises(BenchmarkFileError) as err:
+        read_benchmark("coin", source(root, task="step"))
+    assert f"coin: {root}: no annotations file; looked for {root / 'COIN.json'}, " in str(err.value)
+
+
+def _laid_out(root: Path, files: dict[str, Path]) -> Path:
+    """`root` holding a link at each relative path of `files` to that file."""
+    for relative, target in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).symlink_to(target)
+    return root
+
+
+# reader, options, the shared folder, and layouts: relative path -> shared file name (COIN.json: the one
+# the test writes). The first layout is the files as ../shared has them; the others each release's own,
+# read from the files' folder and from every folder above it.
+RELEASES = [
+    (
+        "ssv2",
+        {},
+        "ssv2",
+        [
+            {
+                "something-something-v2-labels.json": "something-something-v2-labels.json",
+                "something-something-v2-validation.json": "something-something-v2-validation.json",
+            },
+            # Qualcomm's labels archive unpacks to labels/ and drops the prefix
+            {
+                "labels/labels.json": "something-something-v2-labels.json",
+                "labels/validation.json": "something-something-v2-validation.json",
+            },
+        ],
+    ),
+    (
+        "kinetics",
+        {"task": "k400"},
+        "kinetics400",
+        [
+            {"kinetics-400_val.csv": "kinetics-400_val.csv", "label_map_k400.txt": "label_map_k400.txt"},
+            # DeepMind's tarball and CVDF's downloader; mmaction2's label map put beside the CSV
+            {
+                "kinetics400/validate.csv": "kinetics-400_val.csv",
+                "kinetics400/label_map_k400.txt": "label_map_k400.txt",
+            },
+            {
+                "k400/annotations/val.csv": "kinetics-400_val.csv",
+                "k400/annotations/label_map_k400.txt": "label_map_k400.txt",
+            },
+        ],
+    ),
+    (
+        "epic_kitchens",
+        {"task": "action"},
+        "epic_kitchens_100",
+        [
+            {name: name for name in EPIC_FILES},
+            {f"epic-kitchens-100-annotations/{name}": name for name in EPIC_FILES},
+        ],
+    ),
+    (
+        "ucf101",
+        {"split": "test1"},
+        "ucf101",
+        [
+            {"classInd.txt": "classInd.txt", "testlist01.txt": "testlist01.txt"},
+            {
+                "ucfTrainTestlist/classInd.txt": "classInd.txt",
+                "ucfTrainTestlist/testlist01.txt": "testlist01.txt",
+            },
+        ],
+    ),
+    (
+        "ego4d_goalstep",
+        {},
+        "ego4d_goalstep",
+        [
+            {"goalstep_valid.json": "goalstep_valid.json"},
+            {"v2/annotations/goalstep_val.json": "goalstep_valid.json"},  # the Ego4D CLI's name
+            {"ego4d-goalstep/data/goalstep_valid.json": "goalstep_valid.json"},  # the repository's
+        ],
+    ),
+    (
+        "coin",
+        {"task": "step"},
+        "coin",
+        [
+            {"target_action_mapping.csv": "target_action_mapping.csv", "COIN.json": "COIN.json"},
+            {
+                "annotations/target_action_mapping.csv": "target_action_mapping.csv",
+                "annotations/COIN.json": "COIN.json",
+            },
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("reader", "options", "shared", "layouts"), RELEASES, ids=[r[0] for r in RELEASES])
+def test_release_layouts_read_the_same(shared_dir, tmp_path, reader, options, shared, layouts):
+    (tmp_path / "COIN.json").write_text(json.dumps({"database": COIN_DATABASE}))
+    roots = []
+    for k, layout in enumerate(layouts):
+        files = {
+            relative: tmp_path / name if name == "COIN.json" else shared_dir / "benchmarks" / shared / name
+            for relative, name in layout.items()
+        }
+        root = _laid_out(tmp_path / f"layout{k}", files)
+        (folder,) = {Path(relative).parent for relative in layout}
+        roots += [root / up for up in (*reversed(folder.parents), folder)]  # each folder above the files
+    assert same_from_every_root(reader, roots, **options).clips
 
 
 def test_every_reader_is_registered():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,8 @@ class RetrievalSet:
 @dataclass(frozen=True)
 class Source:
     """Where a benchmark lives and which variant to read. `files` renames a reader's files by role
-    (relative to `root`, or absolute); `layout` and `video_ext` pick among the published video layouts."""
+    (relative to `root` or its archive folders, or absolute); `layout` and `video_ext` pick among the
+    published video layouts."""
 
     root: Path
     videos: Path
@@ -83,14 +84,44 @@ class Source:
     video_ext: str = ""
     class_names: str = ""
 
-    def file(self, benchmark: str, role: str, default: str) -> Path:
-        """The file playing `role`, which must exist; the error names it and how to point elsewhere."""
-        path = self.root / self.files.get(role, default)
-        if not path.is_file():
+    def find(
+        self,
+        benchmark: str,
+        role: str,
+        names: Sequence[str],
+        folders: Sequence[str] = ("",),
+        holds: str = "",
+    ) -> Path:
+        """The one existing path `root/<folder>/<name>` playing `role`. `folders` are where a reader's
+        official archives put the files, so `root` may be the files' own folder or one above it;
+        `zero_shot.files.<role>` replaces `names`. With `holds` the path is a folder holding a file that
+        matches that glob (HMDB51's per-class lists). Two hits are an error, not a guess: they may be
+        different releases. When none exists, the error lists every path looked for."""
+        if role in self.files:
+            names = [self.files[role]]
+        # an absolute override gives the same path under every folder: list it once
+        candidates = list(dict.fromkeys(self.root / folder / name for folder in folders for name in names))
+        if holds:
+            found = [p for p in candidates if p.is_dir() and any(p.glob(holds))]
+        else:
+            found = [p for p in candidates if p.is_file()]
+        if len(found) == 1:
+            return found[0]
+        kind, override = "folder" if holds else "file", f"zero_shot.files.{role}=PATH"
+        if found:
             raise BenchmarkFileError(
-                benchmark, path, f"missing {role} file (set zero_shot.root, or zero_shot.files.{role}=NAME)"
+                benchmark,
+                self.root,
+                f"{len(found)} candidate {role} {kind}s: {', '.join(map(str, found))}; "
+                f"point zero_shot.root at the folder of one, or set {override}",
             )
-        return path
+        looked = ", ".join(str(p / holds) if holds else str(p) for p in candidates)
+        raise BenchmarkFileError(
+            benchmark,
+            self.root,
+            f"no {role} {kind}; looked for {looked} (set zero_shot.root to the folder holding it or "
+            f"the one its archive unpacks to, or {override})",
+        )
 
     def choice(self, benchmark: str, what: str, value: str, allowed: tuple[str, ...]) -> str:
         """`value` (the reader's first option when empty), checked against `allowed`."""

@@ -1,9 +1,9 @@
 """Caption datasets for text-to-video and video-to-text retrieval, given as {video, caption} lists.
 
-File (in root): `captions.json` (a JSON list) or `captions.jsonl` (one object a line), via
-`zero_shot.files.captions=NAME`; each item {"video": path relative to the videos folder, "caption": text}
-with optional "start"/"end" seconds. Items naming the same video and span share one video; a video may
-have several captions (MSR-VTT has 20).
+File (in root): `captions.json` (a JSON list) or `captions.jsonl` (one object a line; either name, or
+another via `zero_shot.files.captions=NAME`); each item {"video": path relative to the videos folder,
+"caption": text} with optional "start"/"end" seconds. Items naming the same video and span share one
+video; a video may have several captions (MSR-VTT has 20).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ NAME = "captions"
 
 
 def read(source: Source) -> RetrievalSet:
-    path = source.file(NAME, "captions", "captions.json")
+    path = source.find(NAME, "captions", ("captions.json", "captions.jsonl"))
     if path.suffix == ".jsonl":
         try:
             items = [

@@ -1,14 +1,14 @@
 """COIN step recognition (task step, "COIN-SR") and task recognition (task task, "COIN-TR").
 
-Files (in root): `COIN.json` ({"database": {youtube_id: {class, recipe_type, subset, annotation:
-[{id, segment: [start, end], label}]}}}) and the taxonomy `target_action_mapping.csv` (Target Id,
-Target Label, Action Id, Action Label; the project's CSV of taxonomy.xlsx). Split: `testing` (default;
-the README's "validation") | `training`, from each video's `subset`.
-COIN-SR: every annotated step segment of the split, among the 778 steps (step id 1..778 -> label
-0..777; only 749 step strings are distinct, and steps that share a string tie). COIN-TR: every video
-of the split, whole, among the 180 tasks (recipe_type), named by the CamelCase task split into words
-("Replace CD Drive With SSD").
-Videos: `<videos>/videos/<recipe_type>/<youtube_id>.mp4`, as the official download_videos.py saves them.
+Files (in root, or in `annotations/` under it, the clone of coin-dataset/annotations): `COIN.json`
+({"database": {youtube_id: {class, recipe_type, subset, annotation: [{id, segment: [start, end],
+label}]}}}) and the taxonomy `target_action_mapping.csv` (Target Id, Target Label, Action Id, Action
+Label; the project's CSV of taxonomy.xlsx). Split: `testing` (default; the README's "validation") |
+`training`, from each video's `subset`. COIN-SR: every annotated step segment of the split, among the 778
+steps (step id 1..778 -> label 0..777; only 749 step strings are distinct, and steps that share a string
+tie). COIN-TR: every video of the split, whole, among the 180 tasks (recipe_type), named by the CamelCase
+task split into words ("Replace CD Drive With SSD"). Videos:
+`<videos>/videos/<recipe_type>/<youtube_id>.mp4`, as the official download_videos.py saves them.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from action100m.eval.prompts import normalise_class_name, split_camel_case
 NAME = "coin"
 TASKS = ("step", "task")
 SPLITS = ("testing", "training")
+FOLDERS = ("", "annotations")
 COLUMNS = ("Target Id", "Target Label", "Action Id", "Action Label")
 
 
 def read(source: Source) -> Benchmark:
     task = source.choice(NAME, "task", source.task, TASKS)
     split = source.choice(NAME, "split", source.split, SPLITS)
-    taxonomy_path = source.file(NAME, "taxonomy", "target_action_mapping.csv")
-    path = source.file(NAME, "annotations", "COIN.json")
+    taxonomy_path = source.find(NAME, "taxonomy", ("target_action_mapping.csv",), FOLDERS)
+    path = source.find(NAME, "annotations", ("COIN.json",), FOLDERS)
     rows = read_csv(NAME, taxonomy_path, COLUMNS)
     class_list(NAME, taxonomy_path, [row["Action Label"] for row in rows])
     steps = {int(row["Action Id"]): row["Action Label"] for row in rows}

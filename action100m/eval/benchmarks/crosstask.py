@@ -1,14 +1,15 @@
 """CrossTask step recognition (task step, "CrossTask-SR") and task recognition (task task, "-TR").
 
-Files (in root, the unzipped crosstask_release/): `tasks_primary.txt` (per task 5 lines + a blank: id,
-title, wikiHow url, step count, comma-separated steps), the video list `videos_val.csv` (split val) or
-`videos.csv` (split all), lines `<task_id>,<youtube_id>,<url>`, and `annotations/<task_id>_<youtube_id>.csv`
-with lines `<step number, 1-based>,<start s>,<end s>`. Only the 18 primary tasks are annotated, so videos
-of related tasks are not clips. Step classes are the steps of all primary tasks in file order (a step
-string shared by tasks ties); task classes the 18 titles. A listed primary-task video without an
-annotation file gives no step clips (as in CrossTask's own evaluation); their count is reported as
-`unannotated_videos`. Videos (not distributed; download by YouTube id): `<videos>/videos/<youtube_id>.mp4`
-(layout flat) or `<videos>/videos/<task_id>/<youtube_id>.mp4` (layout by_task).
+Files (in root, the crosstask_release/ that crosstask_release.zip unpacks to, or in that folder under
+root): `tasks_primary.txt` (per task 5 lines + a blank: id, title, wikiHow url, step count,
+comma-separated steps), the video list `videos_val.csv` (split val) or `videos.csv` (split all), lines
+`<task_id>,<youtube_id>,<url>`, and `annotations/<task_id>_<youtube_id>.csv` with lines `<step number,
+1-based>,<start s>,<end s>`. Only the 18 primary tasks are annotated, so videos of related tasks are not
+clips. Step classes are the steps of all primary tasks in file order (a step string shared by tasks ties);
+task classes the 18 titles. A listed primary-task video without an annotation file gives no step clips (as
+in CrossTask's own evaluation); their count is reported as `unannotated_videos`. Videos (not distributed;
+download by YouTube id): `<videos>/videos/<youtube_id>.mp4` (layout flat) or
+`<videos>/videos/<task_id>/<youtube_id>.mp4` (layout by_task).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TASKS = ("step", "task")
 SPLITS = ("val", "all")
 LAYOUTS = ("flat", "by_task")
 LIST_FILES = {"val": "videos_val.csv", "all": "videos.csv"}
+FOLDERS = ("", "crosstask_release")
 
 
 def read_task_cards(path: Path) -> dict[str, tuple[str, list[str]]]:
@@ -63,8 +65,12 @@ def read(source: Source) -> Benchmark:
     task = source.choice(NAME, "task", source.task, TASKS)
     split = source.choice(NAME, "split", source.split, SPLITS)
     layout = source.choice(NAME, "layout", source.layout, LAYOUTS)
-    cards_path = source.file(NAME, "tasks", "tasks_primary.txt")
-    list_path = source.file(NAME, "videos", LIST_FILES[split])
+    cards_path = source.find(NAME, "tasks", ("tasks_primary.txt",), FOLDERS)
+    list_path = source.find(NAME, "videos", (LIST_FILES[split],), FOLDERS)
+    # the task cards and lists alone make the task benchmark: only steps need the annotation folder
+    annotations = (
+        source.find(NAME, "annotations", ("annotations",), FOLDERS, "*.csv") if task == "step" else None
+    )
     cards = read_task_cards(cards_path)
     class_list(NAME, cards_path, list(cards))
     task_ids = list(cards)
@@ -85,7 +91,7 @@ def read(source: Source) -> Benchmark:
         if task == "task":
             clips.append(Clip(youtube_id, video, task_ids.index(task_id)))
             continue
-        annotation = source.root / "annotations" / f"{task_id}_{youtube_id}.csv"
+        annotation = annotations / f"{task_id}_{youtube_id}.csv"
         if not annotation.is_file():
             unannotated += 1
             continue
@@ -93,7 +99,7 @@ def read(source: Source) -> Benchmark:
             clips.append(Clip(f"{youtube_id}_{s}", video, step_offset[task_id] + step, start, end))
     if task == "step":
         class_names, notes = step_names, {"unannotated_videos": unannotated}
-        files.append(source.root / "annotations")
+        files.append(annotations)
     else:
         class_names, notes = [cards[t][0] for t in task_ids], {}
     texts = [normalise_class_name(n) for n in class_names]

@@ -1,10 +1,10 @@
 """Diving48 and other sets labelled by a JSON vocabulary of attribute lists (split test | train).
 
-Files (in root): `Diving48_V2_{split}.json` (a list of {vid_name, label, start_frame, end_frame}; test
-1,970) and `Diving48_vocab.json` (48 lists [takeoff, somersaults, twists, position]). Class text is the
-attributes in words: ["Back", "15som", "05Twis", "FREE"] -> "back, 1.5 somersaults, 0.5 twist, free
-position". Videos: `<videos>/rgb/<vid_name>.mp4`, the trimmed dives, read whole (start_frame..end_frame
-spans each file).
+Files (in root, or in mmaction2's `annotations/` under it): `Diving48_V2_{split}.json` (a list of
+{vid_name, label, start_frame, end_frame}; test 1,970) and `Diving48_vocab.json` (48 lists [takeoff,
+somersaults, twists, position]). Class text is the attributes in words: ["Back", "15som", "05Twis",
+"FREE"] -> "back, 1.5 somersaults, 0.5 twist, free position". Videos: `<videos>/rgb/<vid_name>.mp4`, the
+trimmed dives, read whole (start_frame..end_frame spans each file).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from action100m.eval.prompts import normalise_class_name
 
 NAME = "diving48"
 SPLITS = ("test", "train")
+FOLDERS = ("", "annotations")
 POSITIONS = {"FREE": "free", "PIKE": "pike", "STR": "straight", "TUCK": "tuck"}
 
 
@@ -43,8 +44,8 @@ def attribute_text(attribute: str) -> str:
 
 def read(source: Source) -> Benchmark:
     split = source.choice(NAME, "split", source.split, SPLITS)
-    vocab_path = source.file(NAME, "vocab", "Diving48_vocab.json")
-    path = source.file(NAME, "annotations", f"Diving48_V2_{split}.json")
+    vocab_path = source.find(NAME, "vocab", ("Diving48_vocab.json",), FOLDERS)
+    path = source.find(NAME, "annotations", (f"Diving48_V2_{split}.json",), FOLDERS)
     vocab = read_json(NAME, vocab_path)
     if not isinstance(vocab, list) or not all(isinstance(v, list) for v in vocab):
         raise BenchmarkFileError(NAME, vocab_path, "expected a list of attribute lists")

@@ -1,5 +1,9 @@
 """Ego4D Goal-Step: the goal -> step -> substep hierarchy of `goalstep_{split}.json` (split valid | train).
 
+The file is looked for in root and in the folders the releases put it in under root: the Ego4D CLI's
+`v2/annotations/` (named `goalstep_val.json` there) and the ego4d-goalstep repository's `data/`
+(`goalstep_valid.json`), so root may be either folder, the CLI's output folder or the clone's parent.
+
 Each video {video_uid, start_time, end_time, goal_category, segments: [steps]}; each step {start_time,
 end_time, step_category, segments: [substeps]}. Tasks: `step` (default) classifies the step segments by
 step_category, `substep` the substeps, `goal` the goal span of each video by goal_category. The file has
@@ -22,6 +26,8 @@ NAME = "ego4d_goalstep"
 TASKS = ("step", "substep", "goal")
 SPLITS = ("valid", "train")
 VIDEO_DIR = "full_scale"
+FOLDERS = ("", "annotations", "v2/annotations", "data", "ego4d-goalstep/data")
+NAMES = {"valid": ("goalstep_valid.json", "goalstep_val.json"), "train": ("goalstep_train.json",)}
 
 
 def category_text(category: str) -> str:
@@ -53,7 +59,7 @@ def _segments(path: Path, videos: list[dict[str, Any]], task: str) -> list[tuple
 def read(source: Source) -> Benchmark:
     task = source.choice(NAME, "task", source.task, TASKS)
     split = source.choice(NAME, "split", source.split, SPLITS)
-    path = source.file(NAME, "annotations", f"goalstep_{split}.json")
+    path = source.find(NAME, "annotations", NAMES[split], FOLDERS)
     data = read_json(NAME, path)
     videos = field_of(NAME, path, data, "videos", "the file")
     key = "goal_category" if task == "goal" else "step_category"

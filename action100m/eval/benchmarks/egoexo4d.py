@@ -1,10 +1,11 @@
 """Ego-Exo4D fine-grained keystep recognition (the paper's "EgoExo4D").
 
-Files (in root, the Ego-Exo4D download folder): `annotations/keystep_benchmark/keystep_segment_{split}.json`
-(split val | train: {segments: [{ego_segment_name, take_name, start_time, end_time, label_id, step_name,
-...}]}) and `annotations/keystep_benchmark/label_mapping.csv` (label_id,step_unique_id,step_name,
-scenario_name; 278 classes). Only the ego clip is evaluated, as the benchmark prescribes.
-Videos: the trimmed clips `<videos>/keystep_benchmark/clips_448p/<ego_segment_name>`, read whole.
+Files: `keystep_segment_{split}.json` (split val | train: {segments: [{ego_segment_name, take_name,
+start_time, end_time, label_id, step_name, ...}]}) and `label_mapping.csv` (label_id,step_unique_id,
+step_name,scenario_name; 278 classes), in `annotations/keystep_benchmark/` of the Ego-Exo4D download
+folder; root is that download folder, its `annotations/` or `annotations/keystep_benchmark/` itself. Only
+the ego clip is evaluated, as the benchmark prescribes. Videos: the trimmed clips
+`<videos>/keystep_benchmark/clips_448p/<ego_segment_name>`, read whole.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from action100m.eval.prompts import normalise_class_name
 
 NAME = "egoexo4d_keystep"
 SPLITS = ("val", "train")
-ANNOTATIONS = "annotations/keystep_benchmark"
+FOLDERS = ("annotations/keystep_benchmark", "keystep_benchmark", "")
 CLIP_DIR = "keystep_benchmark/clips_448p"
 
 
 def read(source: Source) -> Benchmark:
     split = source.choice(NAME, "split", source.split, SPLITS)
-    mapping_path = source.file(NAME, "label_mapping", f"{ANNOTATIONS}/label_mapping.csv")
-    path = source.file(NAME, "annotations", f"{ANNOTATIONS}/keystep_segment_{split}.json")
+    mapping_path = source.find(NAME, "label_mapping", ("label_mapping.csv",), FOLDERS)
+    path = source.find(NAME, "annotations", (f"keystep_segment_{split}.json",), FOLDERS)
     rows = read_csv(NAME, mapping_path, ("label_id", "step_name"))
     ids = sorted(rows, key=lambda row: int(row["label_id"]))
     if [int(row["label_id"]) for row in ids] != list(range(len(ids))):

@@ -1,14 +1,15 @@
 """EPIC-KITCHENS-100 verb, noun and action recognition (task verb | noun | action).
 
-Files (in root): `EPIC_100_{split}.csv` (split validation | train; columns narration_id, participant_id,
-video_id, start_timestamp, stop_timestamp, verb_class, noun_class, ...), `EPIC_100_verb_classes.csv`
-(97) and `EPIC_100_noun_classes.csv` (300), columns id,key,instances,category.
-Spans come from the HH:MM:SS.ss timestamps: start_frame/stop_frame index the 50/60 fps extracted RGB
-frames, not the MP4s (P18_09 is 90 fps). Class text: verb keys with spaces for hyphens ("turn-on" ->
-"turn on"), noun keys reversed ("board:chopping" -> "chopping board"); an action is the pair
-"{verb} {noun}", over the (verb, noun) pairs that occur in the split (1,352 in validation).
-Videos: `<videos>/<participant_id>/videos/<video_id>.MP4` (layout `default`) or
-`<videos>/<participant_id>/<video_id>.MP4` (layout `participant`, as V-JEPA 2 accepts).
+Files (in root, the clone of epic-kitchens-100-annotations, or in that clone under root):
+`EPIC_100_{split}.csv` (split validation | train; columns narration_id, participant_id, video_id,
+start_timestamp, stop_timestamp, verb_class, noun_class, ...), `EPIC_100_verb_classes.csv` (97) and
+`EPIC_100_noun_classes.csv` (300), columns id,key,instances,category. Spans come from the HH:MM:SS.ss
+timestamps: start_frame/stop_frame index the 50/60 fps extracted RGB frames, not the MP4s (P18_09 is 90
+fps). Class text: verb keys with spaces for hyphens ("turn-on" -> "turn on"), noun keys reversed
+("board:chopping" -> "chopping board"); an action is the pair "{verb} {noun}", over the (verb, noun) pairs
+that occur in the split (1,352 in validation). Videos: `<videos>/<participant_id>/videos/<video_id>.MP4`
+(layout `default`) or `<videos>/<participant_id>/<video_id>.MP4` (layout `participant`, as V-JEPA 2
+accepts).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ NAME = "epic_kitchens_100"
 TASKS = ("verb", "noun", "action")
 SPLITS = ("validation", "train")
 LAYOUTS = ("default", "participant")
+FOLDERS = ("", "epic-kitchens-100-annotations")
 COLUMNS = (
     "narration_id",
     "participant_id",
@@ -49,7 +51,7 @@ def noun_text(key: str) -> str:
 
 
 def _classes(source: Source, role: str, default: str) -> tuple[Path, list[str]]:
-    path = source.file(NAME, role, default)
+    path = source.find(NAME, role, (default,), FOLDERS)
     rows = read_csv(NAME, path, ("id", "key"))
     if [int(row["id"]) for row in rows] != list(range(len(rows))):
         raise BenchmarkFileError(NAME, path, f"class ids are not 0..{len(rows) - 1} in order")
@@ -60,7 +62,7 @@ def read(source: Source) -> Benchmark:
     task = source.choice(NAME, "task", source.task, TASKS)
     split = source.choice(NAME, "split", source.split, SPLITS)
     layout = source.choice(NAME, "layout", source.layout, LAYOUTS)
-    csv_path = source.file(NAME, "annotations", f"EPIC_100_{split}.csv")
+    csv_path = source.find(NAME, "annotations", (f"EPIC_100_{split}.csv",), FOLDERS)
     verbs_path, verbs = _classes(source, "verb_classes", "EPIC_100_verb_classes.csv")
     nouns_path, nouns = _classes(source, "noun_classes", "EPIC_100_noun_classes.csv")
     rows = read_csv(NAME, csv_path, COLUMNS)

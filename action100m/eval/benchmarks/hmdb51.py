@@ -1,6 +1,7 @@
 """HMDB51 (split test1 | test2 | test3 | train1 | train2 | train3).
 
-Files (in root, the unzipped testTrainMulti_7030_splits/): `<class>_test_split{n}.txt` for each class,
+Files (in root, the testTrainMulti_7030_splits/ that test_train_splits.rar unpacks to, or in that folder
+under root): `<class>_test_split{n}.txt` for each class,
 lines `<video>.avi <id> ` (trailing space) with id 1 = train, 2 = test, 0 = unused; 30 test clips per
 class and split. The classes are the file names' class parts, sorted (51; "brush_hair"), and a line's
 label is its file's class. Class text: underscores as spaces ("brush hair").
@@ -17,17 +18,14 @@ NAME = "hmdb51"
 SPLITS = ("test1", "test2", "test3", "train1", "train2", "train3")
 SPLIT_IDS = {"train": "1", "test": "2"}
 VIDEO_DIR = "hmdb51_org"
+FOLDERS = ("", "testTrainMulti_7030_splits")
 
 
 def read(source: Source) -> Benchmark:
     split = source.choice(NAME, "split", source.split, SPLITS)
     number, wanted = split[-1], SPLIT_IDS[split[:-1]]
     suffix = f"_test_split{number}.txt"
-    paths = sorted(source.root.glob(f"*{suffix}"))
-    if not paths:
-        raise BenchmarkFileError(
-            NAME, source.root / f"<class>{suffix}", "no split files (set zero_shot.root)"
-        )
+    paths = sorted(source.find(NAME, "splits", ("",), FOLDERS, holds=f"*{suffix}").glob(f"*{suffix}"))
     class_names = [path.name[: -len(suffix)] for path in paths]
     clips = []
     for label, path in enumerate(paths):

@@ -1,8 +1,10 @@
 """Kinetics-400 / 600 / 700 (task k400 | k600 | k700).
 
-Files (in root): `kinetics-{N}_{split}.csv` (split val | train), DeepMind's CSV under the ActivityNet
-crawler's name (header `label,youtube_id,time_start,time_end,split[,is_cc]`, multi-word labels quoted;
-DeepMind's own `validate.csv` or CVDF's `annotations/val.csv` via `zero_shot.files.annotations=...`).
+Files: DeepMind's CSV of the split (val | train; header `label,youtube_id,time_start,time_end,split[,is_cc]`,
+multi-word labels quoted) under any of its published names: the ActivityNet crawler's
+`kinetics-{N}_{split}.csv`, DeepMind's `{validate,train}.csv` (its tarball unpacks to `kinetics{N}/`,
+K700-2020's to `kinetics700_2020/`) or CVDF's `{val,train}.csv` (in `k{N}/annotations/`, K700-2020's in
+`k700-2020/annotations/`). They are looked for in root and in those folders under it, as is the label map.
 Classes (`class_names`): `label_map` (default) reads mmaction2's `label_map_k{N}.txt`, one class a line,
 line index = id; `annotations` takes the sorted labels of the CSV (Kinetics ids are alphabetical).
 Videos are the trimmed 10 s files `<youtube_id>_<start:06d>_<end:06d>.mp4`, read whole, laid out as
@@ -30,6 +32,15 @@ SPLITS = ("val", "train")
 CLASS_SOURCES = ("label_map", "annotations")
 LAYOUTS = ("flat", "by_label", "by_label_underscored")
 COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+CSV_NAMES = {"val": ("validate.csv", "val.csv"), "train": ("train.csv",)}
+
+
+def folders(count: int) -> tuple[str, ...]:
+    """Where DeepMind's tarball and CVDF's downloader put the CSVs, relative to the root."""
+    releases = [f"kinetics{count}", f"k{count}/annotations"]
+    if count == 700:
+        releases += ["kinetics700_2020", "k700-2020/annotations"]
+    return ("", "annotations", *releases)
 
 
 def video_name(youtube_id: str, start: str, end: str) -> str:
@@ -46,11 +57,12 @@ def read(source: Source) -> Benchmark:
     source_of_names = source.choice(NAME, "class_names", source.class_names, CLASS_SOURCES)
     layout = source.choice(NAME, "layout", source.layout, LAYOUTS)
     count = TASKS[task]
-    csv_path = source.file(NAME, "annotations", f"kinetics-{count}_{split}.csv")
+    where = folders(count)
+    csv_path = source.find(NAME, "annotations", (f"kinetics-{count}_{split}.csv", *CSV_NAMES[split]), where)
     rows = read_csv(NAME, csv_path, COLUMNS)
     files = [csv_path]
     if source_of_names == "label_map":
-        map_path = source.file(NAME, "label_map", f"label_map_k{count}.txt")
+        map_path = source.find(NAME, "label_map", (f"label_map_k{count}.txt",), where)
         class_names = class_list(NAME, map_path, read_lines(map_path))
         files.append(map_path)
     else:

@@ -1,10 +1,12 @@
 """Something-Something v2.
 
-Files (in root): `something-something-v2-labels.json` ({template without brackets: "id"}, ids as strings,
+Files: `something-something-v2-labels.json` ({template without brackets: "id"}, ids as strings,
 following the sorted templates) and `something-something-v2-{split}.json` (split validation | train:
-[{id, label, template, placeholders}]). The class of an entry is its `template` with the brackets
-removed ("Putting [something] on [a surface]"), looked up in the labels file; 174 classes, 24,777
-validation clips. Videos: `<videos>/20bn-something-something-v2/<id>.webm`, read whole.
+[{id, label, template, placeholders}]), or `labels.json` and `{split}.json` as Qualcomm's labels archive
+names them; in root, or in `labels/` (what that archive unpacks to) or `annotations/` (mmaction2) under
+it. The class of an entry is its `template` with the brackets removed ("Putting [something] on [a
+surface]"), looked up in the labels file; 174 classes, 24,777 validation clips. Videos:
+`<videos>/20bn-something-something-v2/<id>.webm`, read whole.
 """
 
 from __future__ import annotations
@@ -25,17 +27,21 @@ NAME = "ssv2"
 SPLITS = ("validation", "train")
 LABELS_FILE = "something-something-v2-labels.json"
 VIDEO_DIR = "20bn-something-something-v2"
+FOLDERS = ("", "labels", "annotations")
 
 
 def read(source: Source) -> Benchmark:
-    return read_ssv2_layout(NAME, source, video_ext=".webm")
+    return read_ssv2_layout(NAME, source, ".webm", FOLDERS)
 
 
-def read_ssv2_layout(name: str, source: Source, video_ext: str) -> Benchmark:
-    """Any benchmark published in SSv2's layout (SynthActions writes one, with .mp4 videos)."""
+def read_ssv2_layout(name: str, source: Source, video_ext: str, folders: tuple[str, ...]) -> Benchmark:
+    """Any benchmark published in SSv2's layout (SynthActions writes one, with .mp4 videos), its files
+    looked for in `folders` under the root."""
     split = source.choice(name, "split", source.split, SPLITS)
-    labels_path = source.file(name, "labels", LABELS_FILE)
-    entries_path = source.file(name, "annotations", f"something-something-v2-{split}.json")
+    labels_path = source.find(name, "labels", (LABELS_FILE, "labels.json"), folders)
+    entries_path = source.find(
+        name, "annotations", (f"something-something-v2-{split}.json", f"{split}.json"), folders
+    )
     labels = read_json(name, labels_path)
     if not isinstance(labels, dict):
         raise BenchmarkFileError(name, labels_path, "expected an object {template: id}")

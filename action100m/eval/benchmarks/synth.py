@@ -14,4 +14,4 @@ NAME = "synth"
 
 
 def read(source: Source) -> Benchmark:
-    return read_ssv2_layout(NAME, source, video_ext=".mp4")
+    return read_ssv2_layout(NAME, source, ".mp4", ("",))

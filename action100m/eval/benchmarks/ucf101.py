@@ -1,6 +1,7 @@
 """UCF101 (split test1 | test2 | test3 | train1 | train2 | train3).
 
-Files (in root, the unzipped ucfTrainTestlist/, CRLF line endings): `classInd.txt` (`1 ApplyEyeMakeup`,
+Files (in root, the ucfTrainTestlist/ that UCF101TrainTestSplits-RecognitionTask.zip unpacks to, or in
+that folder under root; CRLF line endings): `classInd.txt` (`1 ApplyEyeMakeup`,
 1-based) and `testlist0{n}.txt` (`ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi`) or `trainlist0{n}.txt`
 (the same + a 1-based label). The label of a line is its folder, matched to classInd by normalised name
 (the folder HandstandPushups holds v_HandStandPushups_* files; never trust the file name or list order).
@@ -22,6 +23,7 @@ NAME = "ucf101"
 SPLITS = ("test1", "test2", "test3", "train1", "train2", "train3")
 CLASS_SOURCES = ("official", "clip")
 VIDEO_DIR = "UCF-101"
+FOLDERS = ("", "ucfTrainTestlist")
 
 
 def read_class_index(path: Path) -> list[str]:
@@ -48,8 +50,8 @@ def readable_names(class_names: list[str], source_of_names: str) -> list[str]:
 def read(source: Source) -> Benchmark:
     split = source.choice(NAME, "split", source.split, SPLITS)
     source_of_names = source.choice(NAME, "class_names", source.class_names, CLASS_SOURCES)
-    classes_path = source.file(NAME, "classes", "classInd.txt")
-    list_path = source.file(NAME, "split", f"{split[:-1]}list0{split[-1]}.txt")
+    classes_path = source.find(NAME, "classes", ("classInd.txt",), FOLDERS)
+    list_path = source.find(NAME, "split", (f"{split[:-1]}list0{split[-1]}.txt",), FOLDERS)
     class_names = class_list(NAME, classes_path, read_class_index(classes_path))
     lookup = {match_key(name): i for i, name in enumerate(class_names)}
     clips = []
