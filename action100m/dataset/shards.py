@@ -12,6 +12,10 @@ OUT/
 
 A shard exists only once its marker does; a tar without a marker is an interrupted write and is
 rebuilt. Every file is written to a temp name and renamed into place.
+
+Shards are read as untrusted input (an official release, another cluster's build): every member must
+be a regular `<key>.<extension>` file of a known extension, within its size limit and within the file,
+or the reader refuses the shard (`check_member`); nothing is extracted to disk.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,20 +73,109 @@ def write_tar(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> tu
     return count, digest
 
 
-def read_tar(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each sample of a shard, in order."""
-    current, files = None, {}
+# The extensions a sample may carry and the largest member of each a reader accepts. A record is
+# kilobytes (megabytes for a long video's tree); a clip's mp4 is at most a few GiB. A shard is data
+# from elsewhere (an official release, another cluster): a member past its limit is refused before
+# its bytes are read, so a forged header cannot make a reader allocate what it declares.
+MEMBER_LIMITS: dict[str, int] = {"json": 64 << 20, "mp4": 4 << 30}
+_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+_KINDS = {
+    tarfile.SYMTYPE: "symlink",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "fifo",
+    tarfile.DIRTYPE: "directory",
+    tarfile.CONTTYPE: "contiguous file",
+    tarfile.GNUTYPE_SPARSE: "sparse file",
+}
+
+
+def _size(count: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):g} {unit}"
+    return f"{count} bytes"
+
+
+def check_member(
+    path: str | os.PathLike,
+    member: tarfile.TarInfo,
+    file_size: int,
+    limits: Mapping[str, int] = MEMBER_LIMITS,
+) -> tuple[str, str]:
+    """(key, extension) of a shard member that is a regular `<key>.<extension>` file of a known
+    extension, within its size limit and within the file; else ShardError naming shard and member."""
+    name = member.name
+    where = f"{path}: member {name!r}"
+    if name.startswith("/"):
+        raise ShardError(f"{where}: absolute name")
+    if ".." in name.split("/"):
+        raise ShardError(f"{where}: '..' in the name")
+    if "/" in name:
+        raise ShardError(f"{where}: a directory part in the name (members are <key>.<extension>)")
+    key, _, extension = name.partition(".")
     try:
-        with tarfile.open(path, "r") as tar:
+        validate_video_uid(key)
+    except Action100MError as err:
+        raise ShardError(f"{where}: {err}") from err
+    if extension not in limits:
+        raise ShardError(f"{where}: unknown extension {extension!r} (known: {', '.join(sorted(limits))})")
+    if member.type not in _REGULAR:
+        raise ShardError(f"{where}: not a regular file ({_KINDS.get(member.type, f'type {member.type!r}')})")
+    limit = limits[extension]
+    if member.size > limit:
+        raise ShardError(
+            f"{where}: {member.size} bytes, over the {_size(limit)} limit for .{extension} members"
+        )
+    if member.offset_data + member.size > file_size:
+        raise ShardError(
+            f"{where}: truncated shard: the member declares {member.size} bytes, the file ends "
+            f"{max(file_size - member.offset_data, 0)} bytes into it"
+        )
+    return key, extension
+
+
+def iter_members(
+    path: str | os.PathLike,
+    extensions: Collection[str] | None = None,
+    limits: Mapping[str, int] = MEMBER_LIMITS,
+) -> Iterator[tuple[str, str, bytes]]:
+    """(key, extension, bytes) of each member of the plain (uncompressed) tar at `path`, in order, every
+    member checked by `check_member`; only members of `extensions` (default: all) are read and yielded.
+    Nothing is extracted to disk and no link is followed. A tar that stops before its end-of-archive
+    block (cut at a member boundary, or a corrupt header, which tarfile takes for the end) is refused."""
+    end, last = 0, None
+    try:
+        with open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
+            file_size = os.fstat(handle.fileno()).st_size
             for member in tar:
-                key, _, extension = member.name.partition(".")
-                if key != current and current is not None:
-                    yield current, files
-                    files = {}
-                current = key
-                files[extension] = tar.extractfile(member).read()
+                key, extension = check_member(path, member, file_size, limits)
+                end = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                last = member.name
+                if extensions is None or extension in extensions:
+                    yield key, extension, tar.extractfile(member).read()
+            handle.seek(end)
+            trailer = handle.read(tarfile.BLOCKSIZE)
     except (tarfile.TarError, OSError) as err:
         raise ShardError(f"{path}: unreadable shard: {err}") from err
+    if trailer != bytes(tarfile.BLOCKSIZE):
+        after = f"after member {last!r}" if last is not None else "at its start"
+        raise ShardError(f"{path}: truncated or corrupt shard: no end-of-archive block {after} (byte {end})")
+
+
+def read_tar(
+    path: str | os.PathLike, limits: Mapping[str, int] = MEMBER_LIMITS
+) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a shard, in order; ShardError at the first member
+    that fails `check_member` (the samples before it are yielded)."""
+    current, files = None, {}
+    for key, extension, data in iter_members(path, limits=limits):
+        if key != current and current is not None:
+            yield current, files
+            files = {}
+        current = key
+        files[extension] = data
     if current is not None:
         yield current, files
 

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from action100m.dataset.schema import VideoRecord
+from action100m.dataset.shards import iter_members
 from action100m.errors import Action100MError, ConfigError
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import TEXT_FIELDS, FieldMix, node_texts
@@ -126,25 +126,23 @@ def read_scan(path: Path, depth: str) -> ShardScan | None:
 
 
 def scan_shard(path: Path) -> bytes:
-    """The scan of one shard (see the module docstring), reading only its JSON members."""
+    """The scan of one shard (see the module docstring), reading only its JSON members (every member
+    is still checked, so a hostile shard is refused here, before training: ShardError)."""
     durations, flags, briefs, unreadable = [], [], [], 0
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if not member.name.endswith(".json"):
-                continue
-            try:
-                record = VideoRecord.from_json(tar.extractfile(member).read())
-            except (Action100MError, json.JSONDecodeError, UnicodeDecodeError):
-                unreadable += 1
-                continue
-            for node in record.nodes:
-                texts = node_texts(node, record.metadata, list(TEXT_FIELDS))
-                durations.append(node.end - node.start)
-                flags.append(
-                    sum(FIELD_BITS[name] for name in texts) | (ANNOTATED * (node.annotation is not None))
-                )
-                brief = texts.get("action_brief")
-                briefs.append(dedupe_key(brief) if brief is not None else None)
+    for _, _, data in iter_members(path, extensions={"json"}):
+        try:
+            record = VideoRecord.from_json(data)
+        except (Action100MError, json.JSONDecodeError, UnicodeDecodeError):
+            unreadable += 1
+            continue
+        for node in record.nodes:
+            texts = node_texts(node, record.metadata, list(TEXT_FIELDS))
+            durations.append(node.end - node.start)
+            flags.append(
+                sum(FIELD_BITS[name] for name in texts) | (ANNOTATED * (node.annotation is not None))
+            )
+            brief = texts.get("action_brief")
+            briefs.append(dedupe_key(brief) if brief is not None else None)
     texts = sorted({brief for brief in briefs if brief is not None})
     index = {text: i for i, text in enumerate(texts)}
     blobs = [text.encode("utf-8") for text in texts]

@@ -42,6 +42,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from action100m.dataset.schema import VideoRecord
+from action100m.dataset.shards import ShardError, read_tar
 from action100m.errors import Action100MError
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import FieldMix, keeps, node_texts
@@ -142,11 +143,19 @@ class NodeStream(IterableDataset):
     def _interleaved(self, shards: Iterator[dict], failures: _Failures) -> Iterator[dict]:
         """The samples of `open_shards` distinct shards at a time, in turn: consecutive videos of one
         shard (one source, one build batch) do not arrive together, and no video is read twice at once."""
-        read = wds.tarfile_to_samples(handler=failures.skip)
+
+        def read(url: str) -> Iterator[dict]:
+            # webdataset's own reader checks no member; a shard that fails the checks counts as one
+            # bad sample, and its samples from the bad member on are skipped (as an unreadable tar is)
+            try:
+                for key, files in read_tar(url):
+                    yield {"__key__": key, "__url__": url, **files}
+            except ShardError as err:
+                failures.skip(err)
 
         def another(taken: set[str]) -> tuple[str, Iterator[dict]]:
             url = next(shard["url"] for shard in shards if shard["url"] not in taken)
-            return url, read(iter([{"url": url}]))
+            return url, read(url)
 
         readers: list[tuple[str, Iterator[dict]]] = []
         for _ in range(min(self.cfg.open_shards, len(set(self.shards)))):
