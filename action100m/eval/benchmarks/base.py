@@ -105,6 +105,8 @@ class Source:
             found = [p for p in candidates if p.is_dir() and any(p.glob(holds))]
         else:
             found = [p for p in candidates if p.is_file()]
+        # one file reached through two paths (a linked folder) is one candidate, not an ambiguity
+        found = list({p.resolve(): p for p in found}.values())
         if len(found) == 1:
             return found[0]
         kind, override = "folder" if holds else "file", f"zero_shot.files.{role}=PATH"
