@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from action100m.video.decord_backend import DecordSource
@@ -30,6 +31,54 @@ def open_video(
     return source_class(src, name=name, **options)
 
 
+def backend_chain(backend: str, fallback: bool = True) -> list[str]:
+    """The backends `open_readable` tries, in order: `backend`, then (with `fallback`) the others in
+    `BACKENDS` order."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    return [backend, *(other for other in BACKENDS if other != backend)] if fallback else [backend]
+
+
+def _options_taken(backend: str, options: dict[str, Any]) -> dict[str, Any]:
+    # A fallback gets the options its constructor takes (decord has no seek_threshold); the configured
+    # backend gets all of them, so a mistyped option still fails there as it does in open_video.
+    taken = inspect.signature(BACKENDS[backend].__init__).parameters
+    return {key: value for key, value in options.items() if key in taken}
+
+
+def open_readable(
+    src: VideoInput, backend: str = "decord", name: str | None = None, fallback: bool = True, **options: Any
+) -> VideoSource:
+    """A probed `VideoSource` read by the first backend of `backend_chain(backend, fallback)` that can.
+
+    With `fallback`, a backend must also decode the first and the last frame: headers that parse say
+    nothing of whether the frames decode (decord's FFmpeg has no AV1 decoder; a file cut short keeps
+    its header), and a failure found mid-build could no longer change backend. Without it only the
+    probe is checked, as `open_video(...).info` does. A video no backend reads raises one
+    `VideoDecodeError` naming each backend's reason; a missing or empty file raises at once, as it is
+    the same for every backend.
+    """
+    chain = backend_chain(backend, fallback)
+    backends_by_reason: dict[str, list[str]] = {}
+    for candidate in chain:
+        source = open_video(
+            src, candidate, name, **(options if candidate == backend else _options_taken(candidate, options))
+        )
+        try:
+            info = source.info
+            if fallback:
+                source.read_frames(sorted({0, info.num_frames - 1}))
+            return source
+        except VideoDecodeError as err:
+            source.close()
+            if len(chain) == 1:
+                raise
+            backends_by_reason.setdefault(err.reason, []).append(candidate)
+    # decord reads the headers with PyAV, so both often fail alike: each reason is said once
+    reasons = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in backends_by_reason.items())
+    raise VideoDecodeError(source.name, f"no backend can read it ({reasons})")
+
+
 __all__ = [
     "BACKENDS",
     "DecordSource",
@@ -40,6 +89,8 @@ __all__ = [
     "VideoInfo",
     "VideoNotFoundError",
     "VideoSource",
+    "backend_chain",
+    "open_readable",
     "open_video",
     "probe",
 ]
