@@ -33,6 +33,7 @@ class VideoConfig:
     backend: VideoBackend = VideoBackend.decord
     num_threads: int = 0  # 0: the backend's choice
     seek_threshold: int = 250  # pyav: seek instead of decoding from the start past this frame
+    fallback: bool = True  # the build: a video the backend cannot read is read by the next that can
 
 
 @dataclass

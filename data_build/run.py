@@ -23,7 +23,7 @@ from action100m.dataset.schema import VIDEO_UID_PATTERN, Node, Provenance, Video
 from action100m.dataset.shards import ShardSet
 from action100m.errors import Action100MError, ConfigError, StageError
 from action100m.utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from action100m.video import VideoError, open_video
+from action100m.video import VideoError, open_readable
 from action100m.video.reencode import reencode
 from data_build.cache import check_previous, read_cached, shard_skipped, stage_hashes
 from data_build.caption import Redo, caption_records, caption_synthetic
@@ -89,7 +89,8 @@ class Builder:
                 if uid in seen:
                     raise Action100MError(f"duplicate video_uid {uid}; the first one is kept")
                 seen.add(uid)
-                source = open_video(entry.path, self.cfg.video.backend.value, name=uid)
+                video = self.cfg.video
+                source = open_readable(entry.path, video.backend.value, uid, video.fallback)
                 info = source.info
                 if not 0 < info.fps <= self.cfg.max_fps:
                     raise Action100MError(f"frame rate {info.fps:g} outside (0, {self.cfg.max_fps:g}]")
@@ -143,7 +144,13 @@ class Builder:
             metadata.setdefault("duration", round(source.info.duration, 3))
             records.append(
                 (
-                    VideoRecord(str(entry.video_uid), metadata, [Node.from_dict(n, "cache") for n in nodes]),
+                    VideoRecord(
+                        str(entry.video_uid),
+                        metadata,
+                        [Node.from_dict(n, "cache") for n in nodes],
+                        # which backend read it, so the videos that needed the fallback can be found
+                        Provenance(extra={"video": {"backend": source.backend}}),
+                    ),
                     source,
                 )
             )
