@@ -47,7 +47,7 @@ from action100m.errors import Action100MError
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import FieldMix, keeps, node_texts
 from action100m.train.data.resample import dedupe_key
-from action100m.video import open_video
+from action100m.video import VideoDecodeError, backend_chain, open_video
 from action100m.video.sampling import uniform_indices
 from action100m.video.transforms import preprocess_clip
 
@@ -224,17 +224,22 @@ class NodeStream(IterableDataset):
         return whole + (rng.random() < rate - whole)
 
     def decode(self, item: NodeSample) -> torch.Tensor:
-        """The clip of one node: T frames uniformly over [start, end], one decode, preprocessed."""
+        """The clip of one node: T frames uniformly over [start, end], one decode, preprocessed. A video
+        the configured backend cannot decode is read by the next one, as the build's `video.fallback`
+        did (its record names that backend): decord cannot decode AV1, PyAV can."""
         cfg = self.cfg
-        source = open_video(
-            item.video, cfg.video_backend.value, name=item.key, num_threads=cfg.decode_threads
-        )
-        try:
-            info = source.info
-            indices = uniform_indices(item.start, item.end, info.fps, info.num_frames, cfg.num_frames)
-            return preprocess_clip(source.read_frames(indices), cfg.crop_size)
-        finally:
-            source.close()
+        first_error: VideoDecodeError | None = None
+        for backend in backend_chain(cfg.video_backend.value):
+            source = open_video(item.video, backend, name=item.key, num_threads=cfg.decode_threads)
+            try:
+                info = source.info
+                indices = uniform_indices(item.start, item.end, info.fps, info.num_frames, cfg.num_frames)
+                return preprocess_clip(source.read_frames(indices), cfg.crop_size)
+            except VideoDecodeError as err:
+                first_error = first_error or err
+            finally:
+                source.close()
+        raise first_error
 
     def _batches(self, nodes: Iterator[NodeSample], failures: _Failures) -> Iterator[dict[str, Any]]:
         clips, texts = [], []

@@ -3,16 +3,20 @@ import os
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from action100m.config import VideoBackend
 from action100m.dataset.schema import VideoRecord
 from action100m.dataset.shards import read_tar, write_tar
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import FieldMix, node_texts
 from action100m.train.data.scale import select_scale
-from action100m.train.data.stream import DataError, NodeStream, StreamLoader
+from action100m.train.data.stream import DataError, NodeSample, NodeStream, StreamLoader
+from action100m.video import VideoDecodeError
+from tests.video.kinds import KINDS, write_kind
 
 FIELDS = {"action_brief": 1.0, "action_label": 1.0}
 
@@ -205,3 +209,16 @@ def test_workers_are_forked_once_across_epochs(shards, tmp_path, monkeypatch):
     # the same batches as loaders started at each epoch (a resumed run)
     for index, texts in enumerate(epochs):
         assert [b["texts"] for b in epoch(stream(paths, cfg), 3 * index, workers=2)] == texts
+
+
+def test_a_video_the_configured_backend_cannot_decode_is_read_by_the_next(tmp_path):
+    """The build's fallback keeps AV1 uploads (decord's FFmpeg has no AV1 decoder); training reads them."""
+    frames = [np.full((32, 32, 3), 12 * k, np.uint8) for k in range(20)]
+    av1 = write_kind(tmp_path, next(k for k in KINDS if k.name == "av1_mp4"), frames, fps=10)
+    cfg = config(tmp_path, num_frames=4, crop_size=32, video_backend=VideoBackend.decord)
+    clip = stream([], cfg).decode(NodeSample("av1/n0", 0.0, 1.5, "a text", str(av1)))
+    assert clip.shape == (4, 3, 32, 32)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
+    with pytest.raises(VideoDecodeError):
+        stream([], cfg).decode(NodeSample("garbage/n0", 0.0, 1.0, "a text", str(garbage)))
