@@ -1,12 +1,13 @@
 """A real, scriptable OpenAI-compatible Chat Completions server on 127.0.0.1, for tests and benchmarks.
 
 It speaks enough of the protocol that vLLM serves (POST /v1/chat/completions, GET /v1/models) for the
-HTTP backend and the openai SDK, and can misbehave on request: latency, error statuses, hung requests,
-malformed bodies, empty content, a reply cut at max_tokens while reasoning. It counts requests and
-the most it ever had in flight; `stop()` then `start()` again (a new port unless `port` was given)
-is a server that went down and came back.
+HTTP backend and the openai SDK, and can misbehave on request: latency, error statuses (with a
+Retry-After header if asked), hung requests, malformed bodies, bodies cut off mid-way, reset
+connections, empty content, a reply cut at max_tokens while reasoning. It counts requests and the most
+it ever had in flight; `stop()` then `start()` again (on the same port: the first start fixes it) is a
+server that went down and came back. `fault_mix` scripts a seeded random mix of misbehaviours.
 
-    with FakeChatServer(latency_s=0.25, script=[500, 429, "ok"]) as server:
+    with FakeChatServer(latency_s=0.25, script=[500, Status(429, retry_after_s=1), "ok"]) as server:
         ...  # point a backend at server.base_url, model server.model
 
 Run it alone (the benchmark does, in its own process): `python -m action100m.testing.fake_server`.
@@ -16,17 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import random
+import socket
+import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 OK, HANG, MALFORMED, EMPTY, LENGTH = "ok", "hang", "malformed", "empty", "length"
+TRUNCATED, RESET = "truncated", "reset"
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,21 @@ class Reply:
     text: str
 
 
-# "ok" | "hang" (sleep `hang_s`, longer than any client timeout) | "malformed" (a truncated JSON body)
-# | "empty" (content null) | "length" (content null, finish_reason "length": a reasoning model's
-# reasoning used up max_tokens, as vLLM answers it) | an HTTP error status such as 500 or 429 | Reply(text)
-Behaviour = str | int | Reply
+@dataclass(frozen=True)
+class Status:
+    """A scripted behaviour: an HTTP error status, with a Retry-After header (whole seconds, as HTTP
+    writes it) when `retry_after_s` is given."""
+
+    code: int
+    retry_after_s: int | None = None
+
+
+# "ok" | "hang" (sleep `hang_s`, longer than any client timeout) | "malformed" (a complete 200 reply
+# whose JSON is cut short) | "truncated" (a valid reply, but the connection closes half-way through
+# the body its Content-Length promised) | "reset" (the connection is reset, no answer at all) | "empty"
+# (content null) | "length" (content null, finish_reason "length": a reasoning model's reasoning used
+# up max_tokens, as vLLM answers it) | an HTTP error status such as 500 or 429 | Status(429, 1) | Reply(text)
+Behaviour = str | int | Status | Reply
 Script = Sequence[Behaviour] | Callable[[int, list[dict[str, Any]]], Behaviour]
 ReplyFn = Callable[[list[dict[str, Any]], dict[str, Any] | None], str]
 
@@ -50,6 +67,25 @@ def echo(messages: list[dict[str, Any]], response_format: dict[str, Any] | None 
     if isinstance(content, str):
         return content
     return " ".join(part.get("text", "") for part in content or [] if part.get("type") == "text")
+
+
+def fault_mix(
+    rates: Mapping[Behaviour, float], seed: int = 0
+) -> Callable[[int, list[dict[str, Any]]], Behaviour]:
+    """A script giving request i behaviour b with probability rates[b], else "ok".
+
+    The pick depends on the seed and the request's index only, not on the order in which concurrent
+    requests arrive, so a seed names one schedule of faults."""
+    total = sum(rates.values())
+    if total > 1 or any(rate < 0 for rate in rates.values()):
+        raise ValueError(f"fault rates must be ≥ 0 and sum to ≤ 1, got {dict(rates)}")
+    behaviours, cumulative = list(rates), list(itertools.accumulate(rates.values()))
+
+    def script(index: int, messages: list[dict[str, Any]]) -> Behaviour:
+        draw = random.Random(f"{seed}:{index}").random()
+        return next((b for b, edge in zip(behaviours, cumulative, strict=True) if draw < edge), OK)
+
+    return script
 
 
 @dataclass(frozen=True)
@@ -172,6 +208,13 @@ class FakeChatServer:
             return _error(504, "hung request ended by the server")
         if isinstance(behaviour, int):
             return _error(behaviour, f"scripted status {behaviour}")
+        if isinstance(behaviour, Status):
+            response = _error(behaviour.code, f"scripted status {behaviour.code}")
+            if behaviour.retry_after_s is not None:
+                response.headers["Retry-After"] = str(behaviour.retry_after_s)
+            return response
+        if behaviour == RESET:
+            return _reset(request)
         if behaviour == MALFORMED:
             return web.Response(
                 text='{"id": "chatcmpl-x", "choices": [{"mess', content_type="application/json"
@@ -186,6 +229,8 @@ class FakeChatServer:
         if behaviour == LENGTH:
             choice = completion["choices"][0]
             choice["finish_reason"], choice["message"]["reasoning_content"] = "length", "We need to think..."
+        if behaviour == TRUNCATED:
+            return await _truncated(request, completion)
         return web.json_response(completion)
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -196,6 +241,29 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response(
         {"error": {"message": message, "type": "fake_error", "code": status}}, status=status
     )
+
+
+def _reset(request: web.Request) -> web.Response:
+    """Reset the connection: with a zero linger time, closing the socket sends RST instead of FIN."""
+    transport = request.transport
+    assert transport is not None, "a request being handled has its connection"
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    # aiohttp takes a failed write of this response as the client having gone, quietly.
+    return web.Response(status=200)
+
+
+async def _truncated(request: web.Request, completion: dict[str, Any]) -> web.StreamResponse:
+    """Promise the whole body in Content-Length, send half of it, then close the connection."""
+    body = json.dumps(completion).encode()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    assert request.transport is not None, "a request being handled has its connection"
+    request.transport.close()  # after the buffered half is flushed
+    return response
 
 
 def _completion(model: str, index: int, content: str | None) -> dict[str, Any]:

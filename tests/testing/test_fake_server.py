@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import urllib.error
 import urllib.request
+from collections import Counter
 
+import aiohttp
 import openai
 import pytest
 
-from action100m.testing.fake_server import EMPTY, MALFORMED, FakeChatServer, Reply
+from action100m.testing.fake_server import (
+    EMPTY,
+    MALFORMED,
+    OK,
+    RESET,
+    TRUNCATED,
+    FakeChatServer,
+    Reply,
+    Status,
+    fault_mix,
+)
 
 
 def post(server: FakeChatServer, body: dict) -> tuple[int, str]:
@@ -72,3 +86,82 @@ def test_unknown_model_and_bad_body_are_client_errors():
     with FakeChatServer(model="served") as server:
         assert post(server, {**chat(server), "model": "other"})[0] == 404
         assert post(server, {"model": "served"})[0] == 400
+
+
+def raw_post(server: FakeChatServer, body: dict) -> http.client.HTTPResponse:
+    """The response with its body unread, on a connection of its own, so a test sees how it ends."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    return connection.getresponse()
+
+
+def test_a_status_can_carry_retry_after():
+    with FakeChatServer(script=[Status(429, retry_after_s=2), Status(503)]) as server:
+        busy, down = raw_post(server, chat(server)), raw_post(server, chat(server))
+    assert (busy.status, busy.getheader("Retry-After")) == (429, "2")
+    assert (down.status, down.getheader("Retry-After")) == (503, None)
+
+
+def test_a_truncated_body_ends_before_its_content_length():
+    with FakeChatServer(script=[TRUNCATED]) as server:
+        response = raw_post(server, chat(server))
+        assert response.status == 200 and int(response.getheader("Content-Length")) > 0
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            response.read()
+        assert 0 < len(cut.value.partial) < int(response.getheader("Content-Length"))
+        assert post(server, chat(server))[0] == 200  # the server goes on serving
+
+
+def test_a_reset_connection_gets_no_answer():
+    with FakeChatServer(script=[RESET]) as server:
+        with pytest.raises(ConnectionResetError):
+            raw_post(server, chat(server))
+        assert post(server, chat(server))[0] == 200
+
+
+async def aiohttp_outcome(server: FakeChatServer) -> str:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.post(f"{server.base_url}/chat/completions", json=chat(server)) as r:
+                await r.json()
+                return "answered"
+        except aiohttp.ClientPayloadError:
+            return "payload"
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+            return "connection"
+
+
+def test_aiohttp_sees_a_cut_body_and_a_reset_as_client_errors():
+    with FakeChatServer(script=[TRUNCATED, RESET]) as server:
+        assert [asyncio.run(aiohttp_outcome(server)) for _ in range(3)] == [
+            "payload",
+            "connection",
+            "answered",
+        ]
+
+
+def test_a_fault_mix_is_a_schedule_fixed_by_its_seed():
+    rates = {500: 0.1, Status(429, 1): 0.1, RESET: 0.1}
+    first, again, other = fault_mix(rates, seed=3), fault_mix(rates, seed=3), fault_mix(rates, seed=4)
+    picks = [first(i, []) for i in range(5000)]
+    assert picks == [again(i, []) for i in reversed(range(5000))][::-1]  # arrival order does not matter
+    assert picks != [other(i, []) for i in range(5000)]
+    counts = Counter(picks)
+    assert set(counts) == {500, Status(429, 1), RESET, OK}
+    assert all(400 < counts[behaviour] < 600 for behaviour in rates)
+    with pytest.raises(ValueError):
+        fault_mix({500: 0.7, RESET: 0.4})
+
+
+def test_a_stopped_server_comes_back_on_the_same_port():
+    server = FakeChatServer().start()
+    port = server.port
+    server.stop()
+    with pytest.raises(urllib.error.URLError):
+        post(server, chat(server))
+    server.start()
+    try:
+        assert server.port == port and post(server, chat(server))[0] == 200
+        assert server.requests_total == 1
+    finally:
+        server.stop()
