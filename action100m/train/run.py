@@ -6,7 +6,7 @@ the seeds, the global batch and the precision; not where it writes, logs or runs
 loads. The run lives in <output_dir>/<run name>/, a readable name ending in the identity's hash
 (experiment, model preset, scale, shards, samples, hash), so the same command always finds the same
 run and a changed seed or learning rate is another run. `ckpt_path=last` resumes it from its newest
-checkpoint (ModelCheckpoint's last.ckpt or the SLURM requeue checkpoint), with the global step,
+checkpoint (last.ckpt, a periodic one or the SLURM requeue checkpoint), with the global step,
 samples seen, optimizer state and W&B run id; a checkpoint of another identity is refused, naming
 the keys that differ.
 
@@ -294,15 +294,20 @@ def wandb_settings(cfg: TrainConfig, plan: DataPlan, name: str) -> dict[str, Any
 
 
 def resume_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
-    """ "last": the newest of the run's last.ckpt and SLURM requeue checkpoints (None before the first);
-    a path: that checkpoint."""
+    """ "last": the newest of the run's last.ckpt, periodic and SLURM requeue checkpoints (None before the
+    first); a path: that checkpoint. Periodic ones count because Lightning writes step-N.ckpt before
+    last.ckpt: a kill between the two leaves step N only there."""
     if not ckpt_path:
         return None
     if ckpt_path != "last":
         if not Path(ckpt_path).is_file():
             raise ConfigError(f"ckpt_path: {ckpt_path}: no such checkpoint")
         return Path(ckpt_path)
-    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [
+        run_dir / "checkpoints" / "last.ckpt",
+        *(run_dir / "checkpoints").glob("step-*.ckpt"),
+        *run_dir.glob("hpc_ckpt_*.ckpt"),
+    ]
     existing = [path for path in candidates if path.is_file()]
     return max(existing, key=lambda path: path.stat().st_mtime_ns) if existing else None
 
@@ -420,6 +425,13 @@ def _prune_requeue_checkpoints(run_dir: Path, resume: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Temp files of checkpoint saves a kill interrupted (the run's one writer is not running yet)."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for path in folder.glob(".*.ckpt.*.tmp"):
+            path.unlink(missing_ok=True)
+
+
 def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
     """Train one run; returns its summary (also written to <run>/run.json)."""
     cfg = as_train_config(cfg)
@@ -451,6 +463,7 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         "run": name,
     }
     if trainer.is_global_zero:
+        _remove_stale_temps(run_dir)
         write_text_atomic(
             run_dir / "checkpoints" / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg))
         )

@@ -163,6 +163,30 @@ def test_a_requeued_run_continues_at_the_same_step_with_the_same_state(shards, t
         assert torch.allclose(weights_a[key], weights_b[key], atol=1e-6), key
 
 
+def test_a_run_killed_while_writing_last_ckpt_resumes_from_its_periodic_checkpoint(shards, tmp_path):
+    """Lightning saves step-N.ckpt, then last.ckpt: a kill during the second save leaves a whole step-2
+    checkpoint, no last.ckpt and the save's temp file. The rerun resumes at step 2 (not from scratch, which
+    also wrote a duplicate step-0000002-v1.ckpt) and removes the dead temp file."""
+    common = ["data.scale=0.5", "checkpoint.every_n_steps=2", "trainer.max_steps=3"]
+    straight = run_training(config(shards, tmp_path / "straight", *common))
+    checkpoints = tmp_path / "killed" / straight["run_name"] / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(
+        tmp_path / "straight" / straight["run_name"] / "checkpoints" / "step-0000002.ckpt", checkpoints
+    )
+    (checkpoints / ".last.ckpt.k1ll3d.tmp").write_bytes(b"the first megabytes of a checkpoint")
+    resumed = run_training(config(shards, tmp_path / "killed", *common, "ckpt_path=last"))
+    assert resumed["resumed_from"] == str(checkpoints / "step-0000002.ckpt")
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["config.yaml", "last.ckpt", "step-0000002.ckpt"]
+    step_a, seen_a, optim_a, weights_a = optimizer_state(straight["last_checkpoint"])
+    step_b, seen_b, optim_b, weights_b = optimizer_state(resumed["last_checkpoint"])
+    assert (step_a, seen_a) == (step_b, seen_b) == (3, 12)
+    for key in optim_a["state"]:
+        assert torch.allclose(optim_a["state"][key]["exp_avg"], optim_b["state"][key]["exp_avg"], atol=1e-6)
+    for key in weights_a:
+        assert torch.allclose(weights_a[key], weights_b[key], atol=1e-6), key
+
+
 def test_the_global_batch_sets_the_accumulation_and_the_samples_budget_the_steps(shards, tmp_path, capsys):
     summary = run_training(
         config(
