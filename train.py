@@ -11,6 +11,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from anywhere
 
@@ -25,6 +26,9 @@ register_train_configs()
 def main(cfg: DictConfig) -> None:
     try:
         run_training(cfg)
+    except MissingMandatoryValue as err:
+        print(f"train: error: {err.full_key}: no value given (add {err.full_key}=...)", file=sys.stderr)
+        sys.exit(2)
     except Action100MError as err:
         print(f"train: error: {err}", file=sys.stderr)
         sys.exit(2)

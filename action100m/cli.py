@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except Action100MError as err:
+    # OSError: what the machine refused (a full disk, an output that is a file); it names the path
+    except (Action100MError, OSError) as err:
         command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
         print(f"action100m {command}: error: {err}", file=sys.stderr)
         return 2

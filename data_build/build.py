@@ -26,6 +26,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -44,7 +45,11 @@ def main(cfg: DictConfig) -> None:
     except PendingFailures as err:
         print(f"build: error: {err}", file=sys.stderr)
         sys.exit(RETRY_EXIT)
-    except Action100MError as err:
+    except MissingMandatoryValue as err:
+        print(f"build: error: {err.full_key}: no value given (add {err.full_key}=...)", file=sys.stderr)
+        sys.exit(2)
+    # OSError: what the machine refused (a full disk, an output that is a file); it names the path
+    except (Action100MError, OSError) as err:
         print(f"build: error: {err}", file=sys.stderr)
         sys.exit(2)
     if cfg.strict and summary["failures"]:

@@ -29,10 +29,21 @@ class Entry:
     path: Path | None
     metadata: dict[str, Any]
     record: VideoRecord | None = None  # official annotations: the released tree
+    duplicate: bool = False  # its video_uid came earlier in the input: a failure, the first one is kept
 
 
 def read_input(cfg: BuildConfig) -> tuple[list[Entry], str]:
     """The input entries and a hash of the input (the build refuses to continue on another input)."""
+    entries, digest = _read_entries(cfg)
+    # Marked over the whole input: the copies of a video_uid may fall into different shards or batches.
+    seen: set[str] = set()
+    for entry in entries:
+        entry.duplicate = str(entry.video_uid) in seen
+        seen.add(str(entry.video_uid))
+    return entries, digest
+
+
+def _read_entries(cfg: BuildConfig) -> tuple[list[Entry], str]:
     source = Path(cfg.input)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
@@ -53,8 +64,12 @@ def read_input(cfg: BuildConfig) -> tuple[list[Entry], str]:
         folder = Path(cfg.videos)
         entries = [Entry(r.video_uid, folder / f"{r.video_uid}.mp4", r.metadata, r) for r in records]
         return entries, digest
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"input: {source}: not a UTF-8 manifest ({err})") from err
     entries = []
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -81,14 +81,13 @@ class Builder:
 
     def open_sources(self, entries: list[Entry], failures: list[StageError]) -> list[tuple[Entry, Any]]:
         """Usable (entry, source) pairs; the rest become failures of stage "input"."""
-        usable, seen = [], set()
+        usable = []
         for entry in entries:
             uid = str(entry.video_uid)
             try:
                 validate_video_uid(entry.video_uid)
-                if uid in seen:
+                if entry.duplicate:
                     raise Action100MError(f"duplicate video_uid {uid}; the first one is kept")
-                seen.add(uid)
                 video = self.cfg.video
                 source = open_readable(entry.path, video.backend.value, uid, video.fallback)
                 info = source.info

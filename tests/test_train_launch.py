@@ -105,3 +105,13 @@ def test_the_slurm_sweep_submits_one_submitit_job_per_scale_shaped_like_its_trai
         HydraConfig.instance().cfg = None
     assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert cfg.ckpt_path == "last" and cfg.trainer.requeue is False and cfg.model.preset == "vljepa_paper"
+
+
+def test_a_missing_required_value_is_one_line():
+    done = subprocess.run(
+        [sys.executable, "train.py", "logger=csv"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "train: error: data.shards: no value given (add data.shards=...)"
+    ]

@@ -93,7 +93,15 @@ def _read_json_rows(path: Path) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise OfficialError(f"{path} line {number}: not JSON ({err})") from err
+            return rows
         return official_rows(json.loads(text))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecordError) as err:
         raise OfficialError(f"{path}: cannot read: {err}") from err

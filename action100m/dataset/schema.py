@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import reprlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from action100m.errors import RecordError
 
 SCHEMA_VERSION = 1
 NOT_APPLICABLE = "N/A"
-VIDEO_UID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+# A video_uid names a folder and files (work/videos/<uid>/, .<uid>.json.*.tmp): it must fit in a file name.
+VIDEO_UID_MAX = 128
+VIDEO_UID_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{VIDEO_UID_MAX}}}")
 # Children must tile their parent; spans are float32 seconds in the release, so compare with slack.
 SPAN_TOLERANCE = 1e-6
 
@@ -55,7 +58,10 @@ _NODE_FIELDS = (
 def validate_video_uid(video_uid: Any) -> str:
     """Return `video_uid` if it is safe as a sample key and a file name, else raise `RecordError`."""
     if not isinstance(video_uid, str) or not VIDEO_UID_PATTERN.fullmatch(video_uid):
-        raise RecordError(f"invalid video_uid {video_uid!r}: must match [A-Za-z0-9_-]+")
+        raise RecordError(
+            f"invalid video_uid {reprlib.repr(video_uid)}: must match [A-Za-z0-9_-]+, "
+            f"at most {VIDEO_UID_MAX} characters"
+        )
     return video_uid
 
 

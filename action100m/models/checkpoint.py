@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -20,7 +21,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ConfigError(f"checkpoint {path}: no such file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
-    except (RuntimeError, OSError, EOFError) as err:  # pickle errors surface as UnpicklingError(RuntimeError)
+    # weights_only refusing a pickle's code raises pickle.UnpicklingError; a bad zip, RuntimeError
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise ConfigError(f"checkpoint {path}: unreadable: {str(err).splitlines()[0]}") from err
 
 

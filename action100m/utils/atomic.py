@@ -28,6 +28,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None:  # a failed write (a full disk) names no file: name the one it was for
+            raise OSError(err.errno, err.strerror, str(target)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

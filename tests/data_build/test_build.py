@@ -135,6 +135,7 @@ def write_bad_inputs(folder: Path, good: Path) -> Path:
         ("synth-000000", good),
         ("a/b", good),
         ("..", good),
+        ("x" * 300, good),  # each character allowed, but too long for a file name
     ]
     manifest = folder / "manifest.jsonl"
     manifest.write_text(
@@ -166,6 +167,7 @@ def test_bad_inputs_are_failures_and_the_build_goes_on(synth, tmp_path):
         "synth-000000",
         "a/b",
         "..",
+        "x" * 300,
     }
     assert set(by_video) == expected  # synth-000000: its duplicate
     assert "duplicate video_uid synth-000000" in by_video["synth-000000"][0]["reason"]
@@ -177,6 +179,23 @@ def test_bad_inputs_are_failures_and_the_build_goes_on(synth, tmp_path):
     assert "invalid video_uid" in by_video["a/b"][0]["reason"]
     assert summary["samples"] == 1 and set(shard_contents(out)) == {"synth-000000"}
     assert summary["failures"] == len(failures)
+
+
+def test_a_duplicate_in_another_shard_is_a_failure(synth, tmp_path):
+    """Copies of one video_uid sorted into different shards: the first in the input is built, once."""
+    good = synth / "videos" / "synth-000000.mp4"
+    entries = [("synth-000000", good), ("synth-000000", synth / "videos" / "synth-000001.mp4")]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"video_uid": u, "path": str(p)}) + "\n" for u, p in entries))
+    out = tmp_path / "out"
+    run_build(
+        build_config(manifest, out, "samples_per_shard=1", f"ground_truth={synth / 'ground_truth.jsonl'}")
+    )
+    [failure] = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert "duplicate video_uid synth-000000" in failure["reason"]
+    assert list(shard_contents(out)) == ["synth-000000"]
+    [(_, files)] = [sample for tar in (out / "shards").glob("*.tar") for sample in read_tar(tar)]
+    assert files["mp4"] == good.read_bytes()
 
 
 def test_strict_exits_non_zero_and_errors_are_one_line(synth, tmp_path):
@@ -203,6 +222,24 @@ def test_strict_exits_non_zero_and_errors_are_one_line(synth, tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith(
         "build: error: input:"
     )
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe garbage")
+    (tmp_path / "a_file").write_text("")
+    one_line = {
+        "build: error: input: no value given (add input=...)": [f"output={tmp_path / 'o3'}"],
+        f"build: error: input: {tmp_path / 'binary.jsonl'}: not a UTF-8 manifest": [
+            f"input={tmp_path / 'binary.jsonl'}",
+            f"output={tmp_path / 'o4'}",
+        ],
+        # what the machine refuses (here an output that is a file; a full disk alike) names the path
+        f"build: error: [Errno 17] File exists: '{tmp_path / 'a_file'}'": [
+            f"input={manifest}",
+            f"output={tmp_path / 'a_file'}",
+        ],
+    }
+    for message, overrides in one_line.items():
+        done = subprocess.run([*command[:2], *overrides], capture_output=True, text=True, timeout=120)
+        [line] = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and line.startswith(message), done.stderr
 
 
 def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:

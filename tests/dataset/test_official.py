@@ -270,6 +270,14 @@ def test_reencode_and_records_only(tmp_path, release):
             "action100m official import: error: {tmp}/garbage.parquet: cannot read Parquet",
         ),
         (
+            "official import --annotations {tmp}/cut.jsonl --no-video --out {tmp}/o",
+            "action100m official import: error: {tmp}/cut.jsonl line 2: not JSON",
+        ),
+        (
+            "official import --annotations {tmp}/r.jsonl --no-video --out {tmp}/r.txt",
+            "action100m official import: error: [Errno 17] File exists: '{tmp}/r.txt'",
+        ),
+        (
             "official export --shards {tmp}/none --out {tmp}/x.parquet",
             "action100m official export: error: {tmp}/none: no such shard folder",
         ),
@@ -283,6 +291,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     write_jsonl(tmp_path / "r.jsonl", [tiny_row("a")])
     (tmp_path / "r.txt").write_text("")
     (tmp_path / "garbage.parquet").write_text("not parquet")
+    (tmp_path / "cut.jsonl").write_text(json.dumps(tiny_row("a")) + '\n{"video_uid": "b", "nodes": [\n')
     code, printed = run(capsys, *argv.format(tmp=tmp_path).split())
     assert code == 2
     [line] = printed.err.strip().splitlines()

@@ -133,10 +133,14 @@ def test_validation_names_the_video_and_node(break_it, message):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("uid", ["a/b", "..", "", "a b", "ü", None, 7])
+@pytest.mark.parametrize("uid", ["a/b", "..", "", "a b", "ü", None, 7, "x" * 129])
 def test_bad_video_uids(uid):
     with pytest.raises(RecordError, match="invalid video_uid"):
         validate_video_uid(uid)
+
+
+def test_the_longest_video_uid_is_a_file_name():
+    assert validate_video_uid("x" * 128) == "x" * 128
 
 
 def test_loading_checks_field_types():

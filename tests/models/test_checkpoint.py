@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -49,3 +51,20 @@ def test_what_is_not_a_loadable_checkpoint_is_named(saved, tmp_path):
         ConfigError, match=r"model preset 'tiny': parameters missing in the checkpoint: .*head"
     ):
         VLJEPA.from_checkpoint(tmp_path / "partial.ckpt")
+
+
+class RunsCode:
+    """Unpickling this runs a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    torch.save({"state_dict": RunsCode(tmp_path / "ran")}, tmp_path / "code.ckpt")
+    with pytest.raises(ConfigError, match=r"code\.ckpt: unreadable: Weights only load failed") as err:
+        VLJEPA.from_checkpoint(tmp_path / "code.ckpt")
+    assert "\n" not in str(err.value) and not (tmp_path / "ran").exists()
