@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint clean cluster-smoke
+.PHONY: setup test demo bench lint clean cluster-smoke reliability
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ demo: setup
 cluster-smoke: setup
 	bash engines/slurm_cluster.sh up
 	$(VENV)/bin/action100m cluster-smoke --out $(or $(OUT),runs/cluster-smoke)
+
+# Kill, soak and hostile-input measurements across the whole system (benchmarks/reliability.py);
+# FULL=1 soaks the HTTP backend for 30 minutes and runs every input case.
+reliability: setup
+	$(PY) benchmarks/reliability.py $(if $(FULL),,--quick)
 
 bench: setup
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script --quick; done

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from action100m.errors import Action100MError
-from action100m.utils.atomic import write_json_atomic, write_text_atomic
+from action100m.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 AVERAGE = "average"
 
@@ -166,8 +166,8 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:  # a report killed mid-plot leaves the old figure, not half of one
+        figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)
 
 

@@ -1,11 +1,11 @@
 """A short soak of the HTTP backend against the fault-injecting server: every request is answered or
-recorded, and nothing is left behind (benchmarks/reliability/soak.py; its timing is not tested here)."""
+recorded, and nothing is left behind (benchmarks/faults/soak.py; its timing is not tested here)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.reliability.soak import run_soak
+from benchmarks.faults.soak import run_soak
 
 
 @pytest.mark.slow

@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import webdataset as wds
 from hydra import compose, initialize_config_dir
@@ -21,6 +19,7 @@ from action100m.synth.generate import generate_dataset
 from action100m.video.pattern import moving_square_frames
 from action100m.video.writer import write_video
 from data_build.run import run_build
+from tests.video.kinds import write_audio_only
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["segment.features=pixel", "samples_per_shard=2", "progress=false"]
@@ -112,13 +111,7 @@ def write_bad_inputs(folder: Path, good: Path) -> Path:
     data = good.read_bytes()
     (videos / "truncated.mp4").write_bytes(data[: len(data) // 3])
     (videos / "text.mp4").write_text("not a video\n" * 100)
-    with av.open(str(videos / "audio.mp4"), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for _ in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_audio_only(videos / "audio.mp4")
     write_video(videos / "one_frame.mp4", moving_square_frames(1), fps=10)
     write_video(videos / "fast.mp4", moving_square_frames(40), fps=1000)
     write_video(videos / "huge.mp4", moving_square_frames(8, 480, 640), fps=10)

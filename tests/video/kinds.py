@@ -92,3 +92,15 @@ def write_kind(
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """An mp4 with an AAC stream and no video stream: a container that opens and holds no frames."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for _ in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

@@ -25,7 +25,7 @@ left. Only training handles SIGTERM (Lightning stops at the next step boundary);
 SIGKILL, so they get SIGKILL only. SLURM's USR1 requeue needs `scontrol` and is covered by
 tests/train/test_run.py and `make cluster-smoke`.
 
-    python benchmarks/reliability/kill.py --quick [--points 20] [--seed 0] [--workdir DIR]
+    python benchmarks/faults/kill.py --quick [--points 20] [--seed 0] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -240,27 +240,17 @@ def finished_shards_whole(reference: Path, out: Path) -> list[str]:
     return _same_bytes(reference, out, names)
 
 
-def _train_state(path: Path) -> tuple[int, int, dict[str, Any], dict[str, Any]]:
-    import torch
-
-    state = torch.load(path, weights_only=True)
-    return (
-        state["global_step"],
-        state["action100m"]["samples_seen"],
-        state["optimizer_states"][0],
-        state["state_dict"],
-    )
-
-
 def compare_training(reference: Path, out: Path) -> list[str]:
     import torch
+
+    from tests.train.test_run import optimizer_state  # the exact-resume test's reading of a checkpoint
 
     [ref_ckpt] = reference.glob("*/checkpoints/last.ckpt")
     ckpt = out / ref_ckpt.relative_to(reference)
     if not ckpt.is_file():
         return [f"{ckpt.relative_to(out)} missing"]
-    step_a, seen_a, optim_a, weights_a = _train_state(ref_ckpt)
-    step_b, seen_b, optim_b, weights_b = _train_state(ckpt)
+    step_a, seen_a, optim_a, weights_a = optimizer_state(ref_ckpt)
+    step_b, seen_b, optim_b, weights_b = optimizer_state(ckpt)
     problems = []
     if (step_a, seen_a) != (step_b, seen_b):
         problems.append(f"ended at step {step_b}, {seen_b} samples (straight: {step_a}, {seen_a})")

@@ -6,7 +6,7 @@ or key (no traceback, non-zero exit), a failure recorded in failures.jsonl while
 the same run is built, or (unusual but valid videos) a built sample. A full output disk is a tiny
 tmpfs (or, where mounting is not allowed, RLIMIT_FSIZE in the child).
 
-    python benchmarks/reliability/inputs.py --quick
+    python benchmarks/faults/inputs.py --quick
 
 Ends with `RESULT bad_kinds=.. crashes=.. lost=.. odd_videos_built=.. disk_full=..`; exits 1 on any
 crash (a traceback, a timeout, a wrong outcome) or loss (a good input missing from the output).
@@ -43,7 +43,7 @@ from action100m.video import open_video  # noqa: E402
 from action100m.video.pattern import moving_square_frames  # noqa: E402
 from action100m.video.writer import write_video  # noqa: E402
 from tests.dataset.test_shards import GOOD_JSON, HOSTILE, forged_size_tar, hostile_tar  # noqa: E402
-from tests.video.kinds import KINDS, write_kind  # noqa: E402
+from tests.video.kinds import KINDS, write_audio_only, write_kind  # noqa: E402
 
 PYTHON = sys.executable
 BUILD = [PYTHON, str(ROOT / "data_build" / "build.py")]
@@ -233,17 +233,6 @@ def huge_declared(path: Path, good: Path) -> Path:
     return path
 
 
-def audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for _ in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
 def bad_videos(folder: Path, good: Path) -> dict[str, tuple[Path | str, str]]:
     """uid → (path as the manifest gives it, the failure reason expected to name it)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -270,7 +259,7 @@ def bad_videos(folder: Path, good: Path) -> dict[str, tuple[Path | str, str]]:
         "text": (folder / "text.mp4", "text.mp4"),
         "zero_frames": (zero_frame_video(folder / "zero.mp4"), "no video stream"),
         "huge_declared": (huge_declared(folder / "huge.mp4", good), ""),
-        "audio_only": (audio_only(folder / "audio.mp4"), "no video stream"),
+        "audio_only": (write_audio_only(folder / "audio.mp4"), "no video stream"),
         "one_frame": (folder / "one_frame.mp4", "fewer than two kept frames"),
         "fps_1000": (folder / "fast.mp4", "frame rate 1000"),
         "over_max_pixels": (folder / "wide.mp4", "max_pixels"),
