@@ -6,8 +6,10 @@ reads, and reopened after a fork, so sources can be handed to DataLoader workers
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -33,6 +35,26 @@ class VideoError(Action100MError):
 
 class VideoNotFoundError(VideoError):
     """The path does not exist."""
+
+
+def not_a_file(path: Path) -> str:
+    """Why `path`, which is not a regular file, cannot be a video: the user's fix depends on which."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 says so for a loop
+            return "a symlink loop"
+        except OSError as err:
+            return (
+                "a symlink loop" if err.errno == errno.ELOOP else f"a broken symlink (to {os.readlink(path)})"
+            )
+    if path.is_dir():
+        return "a directory, not a file"
+    if path.exists():
+        mode = path.stat().st_mode
+        kind = "named pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        return f"not a regular file ({kind})"
+    return "no such file"
 
 
 class VideoDecodeError(VideoError):
@@ -88,7 +110,7 @@ class VideoSource(ABC):
             self._bytes = None
             self.name = name or self._path
             if not Path(self._path).is_file():
-                raise VideoNotFoundError(self.name, "no such file")
+                raise VideoNotFoundError(self.name, not_a_file(Path(self._path)))
             if Path(self._path).stat().st_size == 0:
                 raise VideoDecodeError(self.name, "empty file (0 bytes)")
         self._info: VideoInfo | None = None

@@ -263,11 +263,11 @@ def bad_videos(folder: Path, good: Path) -> dict[str, tuple[Path | str, str]]:
         "one_frame": (folder / "one_frame.mp4", "fewer than two kept frames"),
         "fps_1000": (folder / "fast.mp4", "frame rate 1000"),
         "over_max_pixels": (folder / "wide.mp4", "max_pixels"),
-        # the video layer calls anything but a regular file "no such file": clear enough, and no hang
-        "directory_mp4": (folder / "dir.mp4", "no such file"),
-        "symlink_loop": (folder / "loop_a.mp4", "no such file"),
-        "dangling_symlink": (folder / "dangling.mp4", "no such file"),
-        "named_pipe": (folder / "fifo.mp4", "no such file"),
+        # named for what is there instead of a file; a named pipe is never opened, so nothing waits
+        "directory_mp4": (folder / "dir.mp4", "a directory, not a file"),
+        "symlink_loop": (folder / "loop_a.mp4", "a symlink loop"),
+        "dangling_symlink": (folder / "dangling.mp4", "a broken symlink"),
+        "named_pipe": (folder / "fifo.mp4", "not a regular file (named pipe)"),
         "missing": (folder / "missing.mp4", "no such file"),
         "absolute_path_not_video": ("/etc/hostname", "/etc/hostname"),
     }

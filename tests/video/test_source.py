@@ -1,4 +1,5 @@
 import multiprocessing
+import os
 import pickle
 
 import av
@@ -100,6 +101,23 @@ def test_out_of_range_requests_name_the_video(make_video, backend):
 def test_missing_file(tmp_path, backend):
     with pytest.raises(VideoNotFoundError, match=r"nope\.mp4: no such file"):
         open_video(tmp_path / "nope.mp4", backend)
+
+
+def test_what_is_there_instead_of_a_file_is_named(tmp_path):
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    (tmp_path / "dangling.mp4").symlink_to(tmp_path / "gone.mp4")
+    os.mkfifo(tmp_path / "pipe.mp4")  # a reader that opened it would wait for a writer forever
+    expected = {
+        "folder.mp4": "a directory, not a file",
+        "loop.mp4": "a symlink loop",
+        "dangling.mp4": f"a broken symlink (to {tmp_path / 'gone.mp4'})",
+        "pipe.mp4": "not a regular file (named pipe)",
+    }
+    for name, reason in expected.items():
+        with pytest.raises(VideoNotFoundError) as err:
+            open_video(tmp_path / name)
+        assert str(err.value) == f"{tmp_path / name}: {reason}"
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
