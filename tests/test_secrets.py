@@ -21,6 +21,7 @@ from action100m.testing.fake_server import FakeChatServer, echo
 from action100m.train.config import register_train_configs
 from action100m.train.run import run_training
 from data_build.run import run_build
+from tests.data_build.test_build_serving import FAST as SERVED_BUILD
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["action100m", "data_build", "benchmarks", "train.py", "eval.py"]
@@ -43,20 +44,7 @@ def reply(messages: list[dict], response_format: dict | None = None) -> str:
 
 def served_build(manifest: Path, out: Path, server: FakeChatServer):
     """A build whose three backends are `server`, each reading its key from KEY_ENV."""
-    overrides = [
-        f"input={manifest}",
-        f"output={out}",
-        "segment.features=pixel",
-        "samples_per_shard=2",
-        "progress=false",
-        "caption.mode=models",
-        "caption.frames_per_segment=2",
-        "caption.segment_frame_size=32",
-        "caption.image_short_side=32",
-        "refine.mode=llm",
-        "refine.rounds=1",
-        "sample_video.mode=none",
-    ]
+    overrides = [f"input={manifest}", f"output={out}", *SERVED_BUILD]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = OmegaConf.to_object(compose("build", overrides=overrides))
     http = HTTPConfig(base_url=server.base_url, api_key_env=KEY_ENV, max_retries=0, timeout_s=10)
