@@ -343,7 +343,8 @@ serve() {
     printf '%s\n' "$WRITTEN" >"$SERVERS_FILE.tmp.$$"
     mv "$SERVERS_FILE.tmp.$$" "$SERVERS_FILE"  # build tasks never read a half-written file
     echo "servers ready, addresses in $SERVERS_FILE:"
-    cat "$SERVERS_FILE"
+    # builtins only from here to `wait -n`: a signal that comes while a foreground command runs waits for it
+    printf '%s\n' "$WRITTEN"
     wait -n "${PIDS[@]}" || true
     fail "a server stopped; the others are stopped and $SERVERS_FILE removed on exit"
 }

@@ -165,6 +165,8 @@ def test_the_servers_file_goes_however_the_job_is_stopped(tmp_path, how):
         os.killpg(process.pid, signal.SIGTERM)
         time.sleep(0.01)
         os.killpg(process.pid, signal.SIGTERM)
+    elif how == "INT":  # Ctrl-C reaches the whole foreground process group, not the shell alone
+        os.killpg(process.pid, signal.SIGINT)
     else:
         process.send_signal(getattr(signal, f"SIG{how}"))
     out = process.communicate(timeout=30)[0]
