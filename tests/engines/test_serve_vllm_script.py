@@ -149,6 +149,8 @@ def start_serving(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # a run started in the background inherits SIGINT ignored, which bash then cannot trap
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
     while not servers.exists():
