@@ -30,6 +30,7 @@ def _synth(args: argparse.Namespace) -> int:
         args.videos,
         args.seed,
         benchmark_clips=args.benchmark_clips,
+        validation_clips=args.validation_clips,
         size=args.size,
         fps=args.fps,
         overwrite=args.overwrite,
@@ -170,7 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output folder; a non-empty one needs --overwrite")
     synth.add_argument("--videos", type=int, required=True, help="number of instructional videos")
     synth.add_argument("--seed", type=int, required=True, help="same seed, same bytes")
-    synth.add_argument("--benchmark-clips", type=int, default=0, help="zero-shot clips (default 0)")
+    synth.add_argument(
+        "--benchmark-clips", type=int, default=0, help="zero-shot test clips, in OUT/benchmark (default 0)"
+    )
+    synth.add_argument(
+        "--validation-clips",
+        type=int,
+        default=0,
+        help="zero-shot clips of other held-out compositions, in OUT/validation, to choose settings on (default 0)",
+    )
     synth.add_argument("--size", default="128", help="N (NxN) or WxH, up to 1280x720 (default 128)")
     synth.add_argument("--fps", type=float, default=10.0, help="frames per second, 4-30 (default 10)")
     synth.add_argument("--overwrite", action="store_true", help="replace the SynthActions data in --out")

@@ -40,9 +40,11 @@ class VideoConfig:
 class DemoConfig:
     out: str = "runs/demo"
     videos: int = 200  # SynthActions videos to build the dataset from
-    benchmark_clips: int = 280  # held-out zero-shot clips (28 classes)
-    seed: int = 0
-    scales: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])  # nested data scales, one run each
+    benchmark_clips: int = 280  # zero-shot test clips (28 held-out classes), scored once per run
+    validation_clips: int = 270  # zero-shot validation clips (27 other held-out classes), to choose on
+    seed: int = 0  # SynthActions' world: the videos and clips
+    scales: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])  # nested data scales
+    train_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one run per scale and seed
     build_overrides: list[str] = field(default_factory=list)  # passed to data_build/build.py
     train_overrides: list[str] = field(default_factory=list)  # passed to train.py
     eval_overrides: list[str] = field(default_factory=list)  # passed to eval.py

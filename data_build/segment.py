@@ -27,7 +27,13 @@ from action100m.dataset.schema import Node
 from action100m.errors import StageError
 from action100m.video import VideoError, VideoSource
 from action100m.video.sampling import every_nth_index
-from action100m.video.transforms import center_crop, normalize, resize_short_side, to_float_tchw
+from action100m.video.transforms import (
+    center_crop,
+    normalize,
+    resize_short_side,
+    short_side_for,
+    to_float_tchw,
+)
 
 STAGE = "segment"
 NODE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/action100m/nodes")
@@ -98,7 +104,7 @@ def _kept_frames(video: VideoSource, cfg: SegmentConfig, size: int) -> Iterator[
     decoded once, in chunks, so memory stays bounded on long videos."""
     kept = every_nth_index(video.info.num_frames, cfg.frame_step)
     for _, frame in video.iter_frames(kept, chunk=cfg.decode_chunk):
-        clip = center_crop(resize_short_side(to_float_tchw(frame[None]), round(size * 256 / 224)), size)
+        clip = center_crop(resize_short_side(to_float_tchw(frame[None]), short_side_for(size)), size)
         yield clip[0].mul(255).round().to(torch.uint8)
 
 

@@ -227,3 +227,53 @@ def test_vljepa_checkpoint_end_to_end(synth_benchmark, tiny_vljepa, tmp_path):  
     assert asked["protocol"]["query"] == "What is the object?"
     with pytest.raises(ConfigError, match="encoder=clip takes none"):
         run_eval(eval_config("zero_shot=synth", *overrides, "encoder=clip", "query=What?"))
+
+
+def test_several_checkpoints_score_as_alone_on_clips_decoded_once(
+    synth_benchmark,  # noqa: F811
+    tiny_vljepa,
+    tmp_path,
+    monkeypatch,
+):
+    torch = pytest.importorskip("torch")
+    from action100m.models.config import ModelConfig
+    from action100m.models.vljepa import VLJEPA
+
+    torch.manual_seed(1)
+    other = VLJEPA(ModelConfig(preset="tiny"))
+    other.training_data, other.samples_seen = {"scale": 1.0, "samples": 14, "seed": 4}, 128
+    checkpoint = {"state_dict": other.state_dict()}
+    other.on_save_checkpoint(checkpoint)
+    second = tmp_path / "second.ckpt"
+    torch.save(checkpoint, second)
+    common = [f"zero_shot.root={synth_benchmark}", "cache_dir=null", "progress=false", "workers=0"]
+    alone = [
+        run_eval(
+            eval_config("zero_shot=synth", *common, f"checkpoint={path}", f"output_dir={tmp_path / 'alone'}")
+        )
+        for path in (tiny_vljepa, second)
+    ]
+
+    from action100m.eval import data
+
+    decodes = []
+    frames = data.ClipDataset.frames
+    monkeypatch.setattr(
+        data.ClipDataset, "frames", lambda self, clip: decodes.append(clip) or frames(self, clip)
+    )
+    both = run_eval(
+        eval_config(
+            "zero_shot=synth",
+            *common,
+            f"checkpoints=['{tiny_vljepa}','{second}']",
+            f"output_dir={tmp_path / 'both'}",
+        )
+    )
+    assert len(decodes) == SYNTH_CLIPS  # once for both checkpoints
+    for one, run in zip(alone, both["checkpoints"], strict=True):
+        a, b = one["results"][0], run["results"][0]
+        assert a["metrics"] == b["metrics"] and a["model"] == b["model"] and a["train"] == b["train"]
+        assert b["config"]["checkpoint"] == a["config"]["checkpoint"] and b["config"]["checkpoints"] == []
+    assert {r["train"]["seed"] for r in read_results(tmp_path / "both")} == {3, 4}
+    with pytest.raises(ConfigError, match="instead of checkpoint="):
+        run_eval(eval_config("zero_shot=synth", *common, f"checkpoint={second}", f"checkpoints=['{second}']"))

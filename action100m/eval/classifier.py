@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from action100m.eval.data import ClipDataset, collate
+from action100m.eval.data import ClipDataset, Sample, collate
 from action100m.eval.encoders import VideoTextEncoder, encoder_device
 from action100m.eval.prompts import prompt_texts
 from action100m.utils.atomic import atomic_path
@@ -74,16 +75,25 @@ def clip_embeddings(
     progress: bool = True,
     desc: str = "eval",
     query: str | None = None,
+    decoded: list[Sample] | None = None,
 ) -> ClipEmbeddings:
     """Every clip's embedding, its views (temporal x spatial) averaged; workers decode in parallel.
-    `query`: the predictor's text query for every clip (VL-JEPA), else the encoder's own."""
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, shuffle=False
-    )
+    `query`: the predictor's text query for every clip (VL-JEPA), else the encoder's own. `decoded`
+    keeps the decoded samples: an empty list is filled, a filled one is embedded without decoding."""
+    if decoded:
+        batches: Iterable[list[Sample]] = (
+            decoded[i : i + batch_size] for i in range(0, len(decoded), batch_size)
+        )
+    else:
+        batches = DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, shuffle=False
+        )
+        if decoded is not None:
+            batches = _kept(batches, decoded)
     device = encoder_device(encoder)
     chunks, indices, failures = [], [], []
     with tqdm(total=len(dataset), desc=desc, unit="clip", disable=not progress, file=sys.stderr) as bar:
-        for batch in loader:
+        for batch in batches:
             failures += [(s.index, s.error or "") for s in batch if s.views is None]
             ok = [s for s in batch if s.views is not None]
             if ok:
@@ -97,3 +107,9 @@ def clip_embeddings(
             bar.set_postfix(failed=len(failures))
     embeddings = torch.cat(chunks) if chunks else torch.empty(0, 0)
     return ClipEmbeddings(embeddings, indices, failures)
+
+
+def _kept(batches: Iterable[list[Sample]], kept: list[Sample]) -> Iterator[list[Sample]]:
+    for batch in batches:
+        kept.extend(batch)
+        yield batch

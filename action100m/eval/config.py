@@ -62,6 +62,9 @@ class EvalConfig:
     zero_shot: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     checkpoint: str | None = None  # encoder=vljepa: the checkpoint file
+    # encoder=vljepa: several checkpoints (a scale or seed sweep) scored in turn on clips decoded once;
+    # each gets the result files and W&B run it would get alone. The decoded clips stay in memory.
+    checkpoints: list[str] = field(default_factory=list)
     query: str | None = None  # encoder=vljepa: the predictor's query (default: the checkpoint's own)
     data_root: str = "data"  # where the benchmark configs look for their folders by default
     num_frames: int | None = None  # overrides every benchmark's (e.g. 8 for zero_shot=all)

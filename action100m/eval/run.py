@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from action100m.errors import Action100MError, ConfigError
 from action100m.eval.benchmarks import Benchmark, Clip, RetrievalSet, Source, read_benchmark
 from action100m.eval.classifier import class_embeddings, clip_embeddings, text_embeddings
 from action100m.eval.config import BenchmarkConfig, EvalConfig
-from action100m.eval.data import SAMPLING, ClipDataset
+from action100m.eval.data import SAMPLING, ClipDataset, Sample
 from action100m.eval.encoders import VideoTextEncoder, load_encoder, weights_sha256
 from action100m.eval.errors import EvalError
 from action100m.eval.metrics import classification_metrics, retrieval_metrics
@@ -37,6 +37,10 @@ class Loaded:
     cfg: BenchmarkConfig
     data: Benchmark | RetrievalSet
     missing: list[Clip]
+    # with several checkpoints: the decoded clips kept for the next (None: not kept), and how they were
+    # decoded (frames, views, crops, crop size)
+    decoded: list[Sample] | None = None
+    decoded_as: tuple | None = None
 
     @property
     def clips(self) -> list[Clip]:
@@ -127,6 +131,14 @@ def _dataset(
     )
 
 
+def _decoded(loaded: Loaded, dataset: ClipDataset, encoder: VideoTextEncoder) -> list[Sample] | None:
+    """The list that keeps this benchmark's decoded clips for the next checkpoint that reads them alike."""
+    key = (dataset.num_frames, dataset.temporal_views, dataset.spatial_crops, encoder.crop_size)
+    if loaded.decoded is not None and loaded.decoded_as != key:
+        loaded.decoded_as, loaded.decoded = key, []
+    return loaded.decoded
+
+
 def _embed(
     cfg: EvalConfig, loaded: Loaded, encoder: VideoTextEncoder, out: Path
 ) -> tuple[list[Clip], torch.Tensor, list]:
@@ -136,7 +148,14 @@ def _embed(
     present = [c for c in loaded.clips if id(c) not in missing]
     dataset = _dataset(cfg, loaded.cfg, encoder, present)
     embedded = clip_embeddings(
-        encoder, dataset, cfg.batch_size, cfg.workers, cfg.progress, loaded.cfg.name, cfg.query
+        encoder,
+        dataset,
+        cfg.batch_size,
+        cfg.workers,
+        cfg.progress,
+        loaded.cfg.name,
+        cfg.query,
+        _decoded(loaded, dataset, encoder),
     )
     failed = [(present[i], reason) for i, reason in embedded.failures]
     left_out = [(c, "missing video file") for c in loaded.missing] + failed
@@ -274,6 +293,21 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             raise EvalError(f"{x.cfg.name}: the annotation files list no clips for split {x.data.split!r}")
     if not cfg.allow_missing:
         _refuse_missing(loaded)
+    if not cfg.checkpoints:
+        return _score(cfg, loaded)
+    if cfg.encoder.kind != "vljepa" or cfg.checkpoint:
+        raise ConfigError("checkpoints=[...] scores VL-JEPA checkpoints; give it instead of checkpoint=")
+    for x in loaded:
+        x.decoded = []
+    return {
+        "checkpoints": [
+            _score(replace(cfg, checkpoint=path, checkpoints=[]), loaded) for path in cfg.checkpoints
+        ]
+    }
+
+
+def _score(cfg: EvalConfig, loaded: list[Loaded]) -> dict[str, Any]:
+    """Load the encoder (`cfg.checkpoint` for VL-JEPA) and score every benchmark with it."""
     encoder = load_encoder(
         cfg.encoder.kind,
         cfg.checkpoint,

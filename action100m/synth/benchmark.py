@@ -1,7 +1,8 @@
 """The trimmed-clip zero-shot benchmark, in the Something-Something v2 file layout.
 
-Each clip is one step whose verb x object composition is held out of every training video
-(`world.HELD_OUT`), so a model is scored on compositions it has never seen. As in SSv2 the labels file
+Each clip is one step whose verb x object composition is held out of every training video, so a model
+is scored on compositions it has never seen. There are two splits of disjoint compositions
+(`world.HELD_OUT_SPLITS`): "test", what is reported, and "validation", what choices are made on. As in SSv2 the labels file
 maps a class name (the template without brackets) to a string id, ids follow the sorted names, and the
 validation list holds {id, label, template, placeholders} with `label` the lower-cased filled template.
 Clips are `20bn-something-something-v2/<id>.mp4`.
@@ -16,14 +17,14 @@ import numpy as np
 
 from action100m.synth.render import render_video
 from action100m.synth.sampler import sample_clip_spec
-from action100m.synth.world import HELD_OUT, VERB_TEXT, object_name
+from action100m.synth.world import HELD_OUT_SPLITS, VERB_TEXT, object_name
 from action100m.utils.atomic import write_json_atomic
 
 LABELS_FILE = "something-something-v2-labels.json"
 VALIDATION_FILE = "something-something-v2-validation.json"
 VIDEO_DIR = "20bn-something-something-v2"
-# Spawn keys of the benchmark's random streams, apart from the videos' (see generate.py).
-CLIP_STREAM, ORDER_STREAM = 1, 2
+# Spawn keys of each split's random streams (clips, class order), apart from the videos' (generate.py).
+STREAMS = {"test": (1, 2), "validation": (4, 5)}
 
 
 def template(verb: str, colour: str, shape: str) -> str:
@@ -36,11 +37,10 @@ def class_name(verb: str, colour: str, shape: str) -> str:
     return template(verb, colour, shape).replace("[", "").replace("]", "")
 
 
-def labels() -> dict[str, str]:
-    """Class name -> id ("0", "1", ...), over every held-out composition, in sorted order."""
-    return {
-        name: str(i) for i, name in enumerate(sorted(class_name(*composition) for composition in HELD_OUT))
-    }
+def labels(split: str = "test") -> dict[str, str]:
+    """Class name -> id ("0", "1", ...), over the split's held-out compositions, in sorted order."""
+    names = sorted(class_name(*composition) for composition in HELD_OUT_SPLITS[split])
+    return {name: str(i) for i, name in enumerate(names)}
 
 
 def write_benchmark(
@@ -51,19 +51,23 @@ def write_benchmark(
     height: int,
     fps: float,
     on_clip: Callable[[], None] = lambda: None,
+    split: str = "test",
 ) -> dict[str, int]:
-    """Render `clips` clips into `out` and write the labels and validation files.
+    """Render `clips` clips of `split` into `out` and write the labels and validation files (the SSv2
+    name of the file listing the clips, whichever split they are).
 
     Classes are dealt round-robin in a seeded order, so any number of clips covers them evenly, and
     clip k is the same whatever the number of clips."""
-    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(ORDER_STREAM,))).permutation(
-        len(HELD_OUT)
+    compositions = HELD_OUT_SPLITS[split]
+    clip_stream, order_stream = STREAMS[split]
+    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(order_stream,))).permutation(
+        len(compositions)
     )
     entries = []
     for k in range(clips):
-        verb, colour, shape = HELD_OUT[int(order[k % len(HELD_OUT)])]
+        verb, colour, shape = compositions[int(order[k % len(compositions)])]
         clip_id = str(k + 1)
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(CLIP_STREAM, k)))
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(clip_stream, k)))
         spec = sample_clip_spec(rng, clip_id, verb, colour, shape, fps, width, height)
         render_video(spec, out / VIDEO_DIR / f"{clip_id}.mp4")
         text = template(verb, colour, shape)
@@ -76,6 +80,6 @@ def write_benchmark(
             }
         )
         on_clip()
-    write_json_atomic(out / LABELS_FILE, labels())
+    write_json_atomic(out / LABELS_FILE, labels(split))
     write_json_atomic(out / VALIDATION_FILE, entries)
-    return {"clips": clips, "classes": len(HELD_OUT)}
+    return {"clips": clips, "classes": len(compositions)}

@@ -5,7 +5,8 @@ Layout of OUT:
   manifest.jsonl                the build input, one line per video: {video_uid, path, metadata}, with
                                 `path` relative to the manifest's folder
   ground_truth.jsonl            one line per video: steps, tasks, cuts, scenes (world.to_truth)
-  benchmark/                    the zero-shot clips in the SSv2 layout (benchmark.py)
+  benchmark/                    the zero-shot test clips in the SSv2 layout (benchmark.py)
+  validation/                   the zero-shot validation clips, of other held-out compositions, likewise
   summary.json                  the arguments and counts
 
 Video k depends only on (seed, k): a run with more videos starts with the same ones. Same arguments,
@@ -32,13 +33,14 @@ from action100m.synth.describer import DESCRIBER_ID
 from action100m.synth.narration import metadata
 from action100m.synth.render import render_video
 from action100m.synth.sampler import sample_video_spec
-from action100m.synth.world import HELD_OUT, VideoSpec, to_truth
+from action100m.synth.world import HELD_OUT_SPLITS, VideoSpec, to_truth
 from action100m.utils.atomic import write_json_atomic, write_text_atomic
 
 VERSION = 1
-# Spawn keys of the random streams; the benchmark's clips and class order use 1 and 2.
+# Spawn keys of the random streams; the benchmark splits' clips and class orders use 1, 2, 4 and 5.
 VIDEO_STREAM, NARRATION_STREAM = 0, 3
-OUTPUTS = ("videos", "benchmark", "manifest.jsonl", "ground_truth.jsonl", "summary.json")
+SPLIT_FOLDERS = {"test": "benchmark", "validation": "validation"}
+OUTPUTS = ("videos", *SPLIT_FOLDERS.values(), "manifest.jsonl", "ground_truth.jsonl", "summary.json")
 MIN_SIDE, MAX_SIDE, MAX_PIXELS = 32, 1280, 1280 * 720
 MIN_FPS, MAX_FPS = 4.0, 30.0
 
@@ -61,11 +63,13 @@ def parse_size(size: int | str) -> tuple[int, int]:
     return width, height
 
 
-def _check_counts(videos: int, benchmark_clips: int, seed: int, fps: float) -> None:
+def _check_counts(videos: int, benchmark_clips: int, validation_clips: int, seed: int, fps: float) -> None:
     if videos < 1:
         raise SynthError(f"videos must be at least 1, got {videos}")
     if benchmark_clips < 0:
         raise SynthError(f"benchmark clips must be 0 or more, got {benchmark_clips}")
+    if validation_clips < 0:
+        raise SynthError(f"validation clips must be 0 or more, got {validation_clips}")
     if seed < 0:
         raise SynthError(f"seed must be 0 or more, got {seed}")
     if not MIN_FPS <= fps <= MAX_FPS:
@@ -111,6 +115,7 @@ def generate_dataset(
     videos: int,
     seed: int,
     benchmark_clips: int = 0,
+    validation_clips: int = 0,
     size: int | str = 128,
     fps: float = 10.0,
     overwrite: bool = False,
@@ -118,11 +123,14 @@ def generate_dataset(
 ) -> dict[str, Any]:
     """Write a SynthActions dataset into `out` (layout above) and return its summary."""
     width, height = parse_size(size)
-    _check_counts(videos, benchmark_clips, seed, fps)
+    _check_counts(videos, benchmark_clips, validation_clips, seed, fps)
     out = Path(out)
     _prepare(out, overwrite)
     started = time.perf_counter()
-    bar = tqdm(total=videos + benchmark_clips, desc="synth", unit="video", disable=None if progress else True)
+    clips = {"test": benchmark_clips, "validation": validation_clips}
+    bar = tqdm(
+        total=videos + sum(clips.values()), desc="synth", unit="video", disable=None if progress else True
+    )
     manifest, truths = [], []
     for index in range(videos):
         uid = video_uid(index)
@@ -132,7 +140,11 @@ def generate_dataset(
         manifest.append({"video_uid": uid, "path": path.relative_to(out).as_posix(), "metadata": meta})
         truths.append(to_truth(spec))
         bar.update()
-    benchmark = write_benchmark(out / "benchmark", benchmark_clips, seed, width, height, fps, bar.update)
+    splits = {
+        split: write_benchmark(out / folder, clips[split], seed, width, height, fps, bar.update, split)
+        for split, folder in SPLIT_FOLDERS.items()
+        if clips[split] or split == "test"
+    }
     bar.close()
     write_text_atomic(out / "ground_truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
     write_text_atomic(
@@ -150,8 +162,10 @@ def generate_dataset(
         "steps": len(steps),
         "verbs": len(Counter(step["verb"] for step in steps)),
         "cuts": sum(len(truth["cuts"]) for truth in truths),
-        "benchmark_clips": benchmark["clips"],
-        "held_out_classes": len(HELD_OUT),
+        "benchmark_clips": splits["test"]["clips"],
+        "held_out_classes": len(HELD_OUT_SPLITS["test"]),
+        "validation_clips": validation_clips,
+        "validation_classes": len(HELD_OUT_SPLITS["validation"]),
         "describer": DESCRIBER_ID,
     }
     write_json_atomic(out / "summary.json", summary)
@@ -162,7 +176,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     return (
         f"SynthActions: {summary['videos']} videos ({summary['seconds_of_video'] / 60:.1f} min, "
         f"{summary['steps']} steps of {summary['verbs']} verbs, {summary['cuts']} cuts) and "
-        f"{summary['benchmark_clips']} benchmark clips of {summary['held_out_classes']} held-out classes, "
+        f"{summary['benchmark_clips']} test clips of {summary['held_out_classes']} held-out classes, "
+        f"{summary['validation_clips']} validation clips of {summary['validation_classes']} others, "
         f"{summary['width']}x{summary['height']} at {summary['fps']:g} fps, seed {summary['seed']}, "
         f"in {summary['elapsed_s']:.1f} s -> {summary['out']}"
     )

@@ -54,6 +54,28 @@ def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     return (clip - mean_t) / std_t
 
 
+def short_side_for(crop_size: int) -> int:
+    """The short side a clip is resized to before its centre crop: crop·256/224, as V-JEPA 2 evaluates."""
+    return round(crop_size * 256 / 224)
+
+
+def crop_clip(frames: torch.Tensor, crop_size: int, short_side: int | None = None) -> torch.Tensor:
+    """uint8 THWC on the CPU → uint8 TCHW: the short side resized, centre-cropped to `crop_size`.
+
+    The resize runs in uint8 before the crop, then only the crop becomes float: about 4x less work than
+    resizing float frames, at most one grey level apart (benchmarks/train_throughput.py)."""
+    _check_frames(frames)
+    clip = resize_short_side(frames.permute(0, 3, 1, 2), short_side or short_side_for(crop_size))
+    return center_crop(clip, crop_size)
+
+
+def normalize_clip(
+    clip: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """uint8 (or [0, 1] float) TCHW → normalised float TCHW."""
+    return normalize(_unit_float(clip), mean, std)
+
+
 def preprocess_clip(
     frames: torch.Tensor,
     crop_size: int,
@@ -61,14 +83,11 @@ def preprocess_clip(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """uint8 THWC → normalised float TCHW: resize the short side (default crop·256/224, as V-JEPA 2
-    evaluates), centre-crop to `crop_size`, normalise."""
-    short_side = short_side or round(crop_size * 256 / 224)
+    """uint8 THWC → normalised float TCHW: resize the short side (default `short_side_for(crop_size)`),
+    centre-crop to `crop_size`, normalise."""
     _check_frames(frames)
-    clip = frames.permute(0, 3, 1, 2)
-    if clip.device.type != "cpu":  # antialiased uint8 resizing is a CPU kernel
-        clip = _unit_float(clip)
-    # On the CPU the resize runs in uint8 before the crop, then only the crop becomes float: about 4x
-    # less work than resizing float frames, at most one grey level apart (benchmarks/train_throughput.py).
-    clip = _unit_float(center_crop(resize_short_side(clip, short_side), crop_size))
-    return normalize(clip, mean, std)
+    if frames.device.type == "cpu":
+        return normalize_clip(crop_clip(frames, crop_size, short_side), mean, std)
+    # antialiased uint8 resizing is a CPU kernel
+    clip = resize_short_side(_unit_float(frames.permute(0, 3, 1, 2)), short_side or short_side_for(crop_size))
+    return normalize(center_crop(clip, crop_size), mean, std)

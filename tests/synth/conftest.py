@@ -11,8 +11,22 @@ import pytest
 from action100m.cli import main
 
 # The same run as the library call generate_dataset(out, **RUN).
-RUN = {"videos": 4, "seed": 0, "benchmark_clips": 8, "size": 128, "fps": 10.0}
-COMMAND = ["synth", "--videos", "4", "--seed", "0", "--benchmark-clips", "8", "--size", "128", "--fps", "10"]
+RUN = {"videos": 4, "seed": 0, "benchmark_clips": 8, "validation_clips": 4, "size": 128, "fps": 10.0}
+COMMAND = [
+    "synth",
+    "--videos",
+    "4",
+    "--seed",
+    "0",
+    "--benchmark-clips",
+    "8",
+    "--validation-clips",
+    "4",
+    "--size",
+    "128",
+    "--fps",
+    "10",
+]
 
 
 @pytest.fixture(scope="session")

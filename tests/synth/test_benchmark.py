@@ -4,12 +4,12 @@ import numpy as np
 
 from action100m.synth.benchmark import LABELS_FILE, VALIDATION_FILE, VIDEO_DIR, class_name
 from action100m.synth.sampler import sample_video_spec
-from action100m.synth.world import HELD_OUT
+from action100m.synth.world import COLOURS, HELD_OUT, HELD_OUT_SPLITS, SHAPES, VERBS
 from action100m.video import open_video
 
 
-def _load(synth_dir):
-    folder = synth_dir / "benchmark"
+def _load(synth_dir, folder="benchmark"):
+    folder = synth_dir / folder
     labels = json.loads((folder / LABELS_FILE).read_text())
     entries = json.loads((folder / VALIDATION_FILE).read_text())
     return folder, labels, entries
@@ -52,3 +52,20 @@ def test_held_out_compositions_never_appear_in_training_videos(truths):
     for seed in range(500):
         for step in sample_video_spec(np.random.default_rng(seed), "v").steps:
             assert (step.verb, step.colour, step.shape) not in held_out
+
+
+def test_the_validation_split_is_other_held_out_compositions_in_the_same_layout(synth_dir, truths):
+    test, validation = (set(HELD_OUT_SPLITS[split]) for split in ("test", "validation"))
+    assert len(test) == 28 and len(validation) == 27 and not test & validation
+    for split in (test, validation):  # every verb, colour and shape is in training and in each split
+        assert {v for v, _, _ in split} == set(VERBS)
+        assert {c for _, c, _ in split} == set(COLOURS) and {s for _, _, s in split} == set(SHAPES)
+    folder, labels, entries = _load(synth_dir, "validation")
+    assert set(labels) == {class_name(*composition) for composition in validation}
+    assert len(entries) == 4 and len({e["template"] for e in entries}) == 4
+    assert all((folder / VIDEO_DIR / f"{e['id']}.mp4").is_file() for e in entries)
+    seen = {(s["verb"], s["object"]["colour"], s["object"]["shape"]) for t in truths for s in t["steps"]}
+    assert not seen & validation
+    for seed in range(300):
+        for step in sample_video_spec(np.random.default_rng(seed), "v").steps:
+            assert (step.verb, step.colour, step.shape) not in validation

@@ -45,7 +45,8 @@ def test_writes_the_promised_layout(synth_dir, truths):
         for chunk in meta["transcript"]:
             assert re.fullmatch(r"[a-z0-9' ]+", chunk["text"]), chunk
     summary = json.loads((synth_dir / "summary.json").read_text())
-    assert summary["videos"] == 4 and summary["benchmark_clips"] == 8
+    assert summary["videos"] == 4 and summary["benchmark_clips"] == 8 and summary["validation_clips"] == 4
+    assert summary["held_out_classes"] == 28 and summary["validation_classes"] == 27
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])

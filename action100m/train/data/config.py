@@ -48,5 +48,7 @@ class DataConfig:
     max_consecutive_failures: int = 200  # unreadable samples in a row before the run stops
     val_shards: str | None = None  # a separate shard set for validation; none: no validation
     val_batches: int = 10  # per rank
-    cache_dir: str | None = None  # shard scans and resampling tables; default: <shard set>/cache
+    cache_dir: str | None = None  # shard scans, resampling tables, clips; default: <shard set>/cache
+    # decode each shard's clips once, into cache_dir, and train on those (small shard sets: see clips.py)
+    clip_cache: bool = False
     resample: ResampleConfig = field(default_factory=ResampleConfig)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 
 from action100m.errors import ConfigError
+from action100m.train.data.clips import ClipCache, build_clip_cache
 from action100m.train.data.config import DataConfig
 from action100m.train.data.plan import DataPlan, plan_data
 from action100m.train.data.resample import resampling_rates
@@ -28,9 +29,16 @@ class ActionDataModule(L.LightningDataModule):
         cache = cache_folder(self.plan.subset, self.cfg)
         return resampling_rates(self.plan.scan.brief_counts, self.cfg.resample, cache)
 
+    def _clip_cache(self) -> ClipCache:
+        subset = self.plan.subset
+        return build_clip_cache(subset.shards, subset.sha256s, cache_folder(subset, self.cfg), self.cfg)
+
     def prepare_data(self) -> None:
+        # global rank 0 computes and caches these; the others load them in setup
         if self.cfg.resample.enabled:
-            self._rates()  # global rank 0 computes and caches the table; the others load it in setup
+            self._rates()
+        if self.cfg.clip_cache:
+            self._clip_cache()
 
     def setup(self, stage: str) -> None:
         trainer = self.trainer
@@ -46,8 +54,16 @@ class ActionDataModule(L.LightningDataModule):
             )
         if self.cfg.resample.enabled and self.rates is None:
             self.rates = self._rates()
+        clips = self._clip_cache() if self.cfg.clip_cache else None
         self.train_set = NodeStream(
-            shards, self.cfg, self.plan.mix, self.rates, rank, self.cfg.epoch_batches, seed=self.cfg.seed
+            shards,
+            self.cfg,
+            self.plan.mix,
+            self.rates,
+            rank,
+            self.cfg.epoch_batches,
+            seed=self.cfg.seed,
+            clips=clips,
         )
         if self.cfg.val_shards:
             val = select_scale(self.cfg.val_shards, 1.0)

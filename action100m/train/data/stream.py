@@ -44,12 +44,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from action100m.dataset.schema import VideoRecord
 from action100m.dataset.shards import ShardError, read_tar
 from action100m.errors import Action100MError
+from action100m.train.data.clips import ClipCache
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import FieldMix, keeps, node_texts
 from action100m.train.data.resample import dedupe_key
 from action100m.video import VideoDecodeError, backend_chain, open_video
 from action100m.video.sampling import uniform_indices
-from action100m.video.transforms import preprocess_clip
+from action100m.video.transforms import normalize_clip, preprocess_clip
 
 
 class DataError(Action100MError):
@@ -63,6 +64,7 @@ class NodeSample:
     end: float
     text: str
     video: bytes | str  # the sample's mp4, or the source path a reference-only build recorded
+    shard: str = ""
 
 
 class _Failures:
@@ -102,10 +104,12 @@ class NodeStream(IterableDataset):
         batches: int,
         seed: Any,
         repeat: bool = False,
+        clips: ClipCache | None = None,
     ):
         super().__init__()
         self.shards, self.cfg, self.mix, self.rates = list(shards), cfg, mix, rates
         self.rank, self.batches, self.seed, self.repeat = rank, batches, seed, repeat
+        self.clips = clips
         self.start = 0
 
     def __len__(self) -> int:
@@ -188,7 +192,8 @@ class NodeStream(IterableDataset):
                 text = self.mix.choose(texts, rng)
                 if text is None:
                     continue
-                item = NodeSample(f"{record.video_uid}/{node.node_id}", node.start, node.end, text, video)
+                key = f"{record.video_uid}/{node.node_id}"
+                item = NodeSample(key, node.start, node.end, text, video, sample.get("__url__", ""))
                 nodes.extend([item] * self._copies(node, record.metadata, rng))
             if nodes:
                 yield nodes
@@ -224,10 +229,13 @@ class NodeStream(IterableDataset):
         return whole + (rng.random() < rate - whole)
 
     def decode(self, item: NodeSample) -> torch.Tensor:
-        """The clip of one node: T frames uniformly over [start, end], one decode, preprocessed. A video
-        the configured backend cannot decode is read by the next one, as the build's `video.fallback`
-        did (its record names that backend): decord cannot decode AV1, PyAV can."""
+        """The clip of one node: T frames uniformly over [start, end], one decode, preprocessed (or the
+        clip cache's copy). A video the configured backend cannot decode is read by the next one, as the
+        build's `video.fallback` did (its record names that backend): decord cannot decode AV1, PyAV can."""
         cfg = self.cfg
+        cached = self.clips.get(item.shard, item.key) if self.clips is not None else None
+        if cached is not None:
+            return normalize_clip(cached)
         first_error: VideoDecodeError | None = None
         for backend in backend_chain(cfg.video_backend.value):
             source = open_video(item.video, backend, name=item.key, num_threads=cfg.decode_threads)
