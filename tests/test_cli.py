@@ -8,30 +8,42 @@ from action100m.cli import main
 @pytest.mark.slow
 def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    overrides = "['trainer.max_steps=4','data.batch_size=8','data.epoch_batches=2','checkpoint.every_n_steps=2','data.num_workers=0']"
+    overrides = (
+        "['trainer.max_steps=4','data.batch_size=8','data.epoch_batches=2','checkpoint.every_n_steps=2']"
+    )
     arguments = [
         "demo",
         f"out={out}",
         "videos=8",
         "benchmark_clips=28",
+        "validation_clips=27",
         "scales=[0.5,1.0]",
+        "train_seeds=[0,1]",
         "build_overrides=['samples_per_shard=4']",
         f"train_overrides={overrides}",
     ]
     assert main(arguments) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["chance"] == pytest.approx(1 / 28)
-    assert [s["scale"] for s in summary["scales"]] == [0.5, 1.0]
-    assert all(0.0 <= s["top1"] <= 1.0 and s["samples_seen"] == 32 for s in summary["scales"])
+    assert summary["chance"] == pytest.approx(1 / 28) and summary["train_seeds"] == [0, 1]
+    for figures in (summary["scales"], summary["validation"]["scales"]):
+        assert [s["scale"] for s in figures] == [0.5, 1.0]
+        for s in figures:
+            assert s["seeds"] == [0, 1] and len(s["top1_seeds"]) == 2 and s["samples_seen"] == 32
+            assert s["top1"] == pytest.approx(sum(s["top1_seeds"]) / 2) and 0.0 <= s["top1"] <= 1.0
+    assert summary["validation"]["classes"] == 27
     assert 0.0 < summary["boundary_f1"] <= 1.0
     assert set(summary["targets"]) == {
         "minutes <= 15",
-        "top-1 rises with data scale",
-        "largest scale >= 5x chance",
+        "mean top-1 rises with data scale",
+        "largest scale >= 6x chance on every seed (floor)",
+        "largest scale >= 8x chance in the mean (goal)",
     }
     assert (out / "report" / "scaling.png").is_file() and (out / "README.md").is_file()
-    # 2 training runs, 2 eval runs and the report's summary run, all offline and in one project
-    assert len(summary["wandb"]["offline_runs"]) == 5 and summary["wandb"]["project"] == "action100m-demo"
+    # the report is the test split's, one point per scale with its seeds
+    report = json.loads((out / "report" / "scaling.json").read_text())
+    assert report["points"] and all(len(p["values"]) == 2 for p in report["points"])
+    # 4 training runs, 8 eval runs (4 checkpoints x 2 splits) and the report's summary run, one project
+    assert len(summary["wandb"]["offline_runs"]) == 13 and summary["wandb"]["project"] == "action100m-demo"
     assert "Targets:" in capsys.readouterr().out
 
 

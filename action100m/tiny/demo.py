@@ -59,9 +59,41 @@ def _run(step: str, command: list[str], log: Path, env: dict[str, str]) -> float
     return seconds
 
 
+def _run_at_once(jobs: list[tuple[str, list[str], Path]], at_once: int, env: dict[str, str]) -> float:
+    """Run the (step, command, log) jobs, `at_once` at a time, in order; the first failure stops the
+    others and raises. Returns the seconds they took together."""
+    started = time.perf_counter()
+    pending, running = list(jobs), []
+    try:
+        while pending or running:
+            while pending and len(running) < at_once:
+                step, command, log = pending.pop(0)
+                print(f"[demo] {step}: {' '.join(command)}", flush=True)
+                handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed when the job ends
+                process = subprocess.Popen(
+                    command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+                )
+                running.append((step, log, handle, process, time.perf_counter()))
+            time.sleep(0.2)
+            for job in [job for job in running if job[3].poll() is not None]:
+                step, log, handle, process, begun = job
+                running.remove(job)
+                handle.close()
+                if process.returncode != 0:
+                    tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
+                    raise DemoError(f"{step} failed (exit {process.returncode}); its log: {log}\n{tail}")
+                print(f"[demo] {step}: done in {time.perf_counter() - begun:.0f} s (log: {log})", flush=True)
+    finally:
+        for _, _, handle, process, _ in running:
+            process.terminate()
+            process.wait()
+            handle.close()
+    return time.perf_counter() - started
+
+
 def _train_runs(train_dir: Path) -> list[dict[str, Any]]:
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in train_dir.glob("*/run.json")]
-    return sorted(runs, key=lambda run: (run["data"]["scale"], run["seed"]))
+    return sorted(runs, key=lambda run: (run["data"]["scale"], run["identity"]["seed"]))
 
 
 def _listed(values: Any) -> str:
@@ -113,23 +145,26 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     )
     build_stats = json.loads((build_dir / "stats.json").read_text(encoding="utf-8"))
 
-    seconds["train"] = _run(
-        "train",
-        [
-            python,
-            "train.py",
-            "-m",
-            "experiment=demo",
-            f"data.shards={build_dir}",
-            f"data.scale={_listed(cfg.scales)}",
-            f"seed={_listed(cfg.train_seeds)}",
-            f"output_dir={out / 'train'}",
-            f"logger.project={cfg.wandb_project}",
-            *cfg.train_overrides,
-        ],
-        logs / "train.log",
-        env,
-    )
+    jobs = [
+        (
+            f"train scale {scale:g} seed {seed}",
+            [
+                python,
+                "train.py",
+                "experiment=demo",
+                f"data.shards={build_dir}",
+                f"data.scale={scale:g}",
+                f"seed={seed}",
+                f"output_dir={out / 'train'}",
+                f"logger.project={cfg.wandb_project}",
+                *cfg.train_overrides,
+            ],
+            logs / f"train-{scale:g}-seed{seed}.log",
+        )
+        for scale in cfg.scales
+        for seed in cfg.train_seeds
+    ]
+    seconds["train"] = _run_at_once(jobs, cfg.parallel_runs, env)
     runs = _train_runs(out / "train")
     expected = len(cfg.scales) * len(cfg.train_seeds)
     if len(runs) != expected:

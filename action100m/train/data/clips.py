@@ -20,7 +20,7 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from action100m.dataset.schema import VideoRecord
 from action100m.dataset.shards import ShardError, read_tar
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import keeps
-from action100m.utils.atomic import write_json_atomic
+from action100m.train.data.scan import load_or_compute
 from action100m.video import VideoDecodeError, backend_chain, open_video
 from action100m.video.sampling import uniform_indices
 from action100m.video.transforms import crop_clip
@@ -91,40 +91,45 @@ def _members(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def build_shard_clips(shard: Path, sha256: str, cache: Path, cfg: DataConfig) -> tuple[Path, Path]:
-    """Decode the clips of every node of `shard` that passes the node filters, unless cached already.
+    """Decode the clips of every node of `shard` that passes the node filters, unless cached already;
+    a process that finds another decoding the shard (the lock beside its key list) waits for it.
 
     A record that does not parse or a video that does not decode is left out (the stream then decodes
     those nodes itself, and counts them as it does without the cache)."""
     array_path, keys_path = clip_cache_paths(cache, shard, sha256, cfg)
-    if keys_path.is_file():
-        return array_path, keys_path
-    keys: list[str] = []
-    clips: list[torch.Tensor] = []
-    for key, files in _members(shard):
-        try:
-            record = VideoRecord.from_json(files["json"])
-            video = files.get("mp4") or record.extra["source_path"]
-            nodes = [
-                node
-                for node in record.nodes
-                if keeps(node, cfg.min_duration, cfg.max_duration, cfg.annotated_only)
-            ]
-            if nodes:
-                spans = [(node.start, node.end) for node in nodes]
-                clips.extend(_video_clips(video, spans, cfg, f"{shard.name}/{key}"))
-                keys.extend(f"{record.video_uid}/{node.node_id}" for node in nodes)
-        except (ValueError, KeyError, OSError, VideoDecodeError):
-            pass
-    size = cfg.crop_size
-    array = (
-        torch.stack(clips).numpy() if clips else np.zeros((0, cfg.num_frames, 3, size, size), dtype=np.uint8)
-    )
-    array_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = array_path.with_name(f".{array_path.name}.partial")
-    with open(partial, "wb") as handle:
-        np.save(handle, array)
-    partial.replace(array_path)
-    write_json_atomic(keys_path, keys)
+
+    def decode(heartbeat: Callable[[], None]) -> list[str]:
+        keys: list[str] = []
+        clips: list[torch.Tensor] = []
+        for key, files in _members(shard):
+            try:
+                record = VideoRecord.from_json(files["json"])
+                video = files.get("mp4") or record.extra["source_path"]
+                nodes = [
+                    node
+                    for node in record.nodes
+                    if keeps(node, cfg.min_duration, cfg.max_duration, cfg.annotated_only)
+                ]
+                if nodes:
+                    spans = [(node.start, node.end) for node in nodes]
+                    clips.extend(_video_clips(video, spans, cfg, f"{shard.name}/{key}"))
+                    keys.extend(f"{record.video_uid}/{node.node_id}" for node in nodes)
+            except (ValueError, KeyError, OSError, VideoDecodeError):
+                pass
+            heartbeat()
+        size = cfg.crop_size
+        array = (
+            torch.stack(clips).numpy()
+            if clips
+            else np.zeros((0, cfg.num_frames, 3, size, size), dtype=np.uint8)
+        )
+        partial = array_path.with_name(f".{array_path.name}.partial")
+        with open(partial, "wb") as handle:
+            np.save(handle, array)
+        partial.replace(array_path)
+        return keys
+
+    load_or_compute(keys_path, decode)
     return array_path, keys_path
 
 
@@ -155,7 +160,9 @@ def build_clip_cache(
     with a line of progress per shard."""
     paths = [clip_cache_paths(cache, shard, sha, cfg) for shard, sha in zip(shards, sha256s, strict=True)]
     todo = [
-        (shard, sha) for (shard, sha), (_, keys) in zip(zip(shards, sha256s), paths) if not keys.is_file()
+        (shard, sha)
+        for (shard, sha), (_, keys) in zip(zip(shards, sha256s, strict=True), paths, strict=True)
+        if not keys.is_file()
     ]
     if todo:
         workers = max(1, min(len(todo), os.cpu_count() or 1))
