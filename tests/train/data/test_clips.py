@@ -42,12 +42,12 @@ def test_a_cached_shard_is_not_decoded_again_and_a_node_it_lacks_is_decoded(shar
     cache = build_clip_cache(subset.shards, subset.sha256s, tmp_path, cfg)
     stamps = [
         clip_cache_paths(tmp_path, s, h, cfg)[0].stat().st_mtime_ns
-        for s, h in zip(subset.shards, subset.sha256s)
+        for s, h in zip(subset.shards, subset.sha256s, strict=True)
     ]
     again = build_clip_cache(subset.shards, subset.sha256s, tmp_path, cfg)
     assert stamps == [
         clip_cache_paths(tmp_path, s, h, cfg)[0].stat().st_mtime_ns
-        for s, h in zip(subset.shards, subset.sha256s)
+        for s, h in zip(subset.shards, subset.sha256s, strict=True)
     ]
     # another node filter is another cache; a node the cache does not hold is decoded from its video
     wider = config(shards, num_workers=0, max_duration=None)
