@@ -35,6 +35,7 @@ def _synth(args: argparse.Namespace) -> int:
         fps=args.fps,
         overwrite=args.overwrite,
         progress=True,
+        workers=args.workers,
     )
     print(format_summary(summary))
     return 0
@@ -183,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="128", help="N (NxN) or WxH, up to 1280x720 (default 128)")
     synth.add_argument("--fps", type=float, default=10.0, help="frames per second, 4-30 (default 10)")
     synth.add_argument("--overwrite", action="store_true", help="replace the SynthActions data in --out")
+    synth.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes rendering videos (default 1; the same bytes for any)",
+    )
     synth.set_defaults(func=_synth)
     _add_official(commands)
     stats = commands.add_parser(

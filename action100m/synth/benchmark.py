@@ -10,8 +10,10 @@ Clips are `20bn-something-something-v2/<id>.mp4`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,25 @@ def labels(split: str = "test") -> dict[str, str]:
     return {name: str(i) for i, name in enumerate(names)}
 
 
+def _render_clip(
+    out: Path, seed: int, split: str, k: int, composition: tuple[str, str, str], size: tuple[int, int, float]
+) -> dict[str, Any]:
+    """Render clip k of `split` and return its entry in the validation file."""
+    verb, colour, shape = composition
+    width, height, fps = size
+    clip_id = str(k + 1)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[split][0], k)))
+    spec = sample_clip_spec(rng, clip_id, verb, colour, shape, fps, width, height)
+    render_video(spec, out / VIDEO_DIR / f"{clip_id}.mp4")
+    text = template(verb, colour, shape)
+    return {
+        "id": clip_id,
+        "label": text.replace("[", "").replace("]", "").lower(),
+        "template": text,
+        "placeholders": [object_name(colour, shape)],
+    }
+
+
 def write_benchmark(
     out: Path,
     clips: int,
@@ -52,33 +73,30 @@ def write_benchmark(
     fps: float,
     on_clip: Callable[[], None] = lambda: None,
     split: str = "test",
+    mapper: Callable[..., Iterable[Any]] = map,
 ) -> dict[str, int]:
     """Render `clips` clips of `split` into `out` and write the labels and validation files (the SSv2
-    name of the file listing the clips, whichever split they are).
+    name of the file listing the clips, whichever split they are). `mapper` is `map` or a process
+    pool's: every clip depends only on (seed, split, k).
 
     Classes are dealt round-robin in a seeded order, so any number of clips covers them evenly, and
     clip k is the same whatever the number of clips."""
     compositions = HELD_OUT_SPLITS[split]
-    clip_stream, order_stream = STREAMS[split]
-    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(order_stream,))).permutation(
+    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[split][1],))).permutation(
         len(compositions)
     )
+    dealt = [compositions[int(order[k % len(compositions)])] for k in range(clips)]
     entries = []
-    for k in range(clips):
-        verb, colour, shape = compositions[int(order[k % len(compositions)])]
-        clip_id = str(k + 1)
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(clip_stream, k)))
-        spec = sample_clip_spec(rng, clip_id, verb, colour, shape, fps, width, height)
-        render_video(spec, out / VIDEO_DIR / f"{clip_id}.mp4")
-        text = template(verb, colour, shape)
-        entries.append(
-            {
-                "id": clip_id,
-                "label": text.replace("[", "").replace("]", "").lower(),
-                "template": text,
-                "placeholders": [object_name(colour, shape)],
-            }
-        )
+    for entry in mapper(
+        _render_clip,
+        repeat(out, clips),
+        repeat(seed, clips),
+        repeat(split, clips),
+        range(clips),
+        dealt,
+        repeat((width, height, fps), clips),
+    ):
+        entries.append(entry)
         on_clip()
     write_json_atomic(out / LABELS_FILE, labels(split))
     write_json_atomic(out / VALIDATION_FILE, entries)

@@ -16,11 +16,16 @@ same bytes: every random stream is seeded from the seed and an index, and x264 r
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +115,16 @@ def video_spec(seed: int, index: int, fps: float = 10.0, width: int = 128, heigh
     return sample_video_spec(_rng(seed, VIDEO_STREAM, index), video_uid(index), fps, width, height)
 
 
+def _render_video(out: Path, seed: int, index: int, size: tuple[int, int, float]) -> tuple[dict, dict]:
+    """Render video `index`; its manifest line and ground truth."""
+    width, height, fps = size
+    uid = video_uid(index)
+    spec = video_spec(seed, index, fps, width, height)
+    path = render_video(spec, out / "videos" / f"{uid}.mp4")
+    meta = metadata(spec, _rng(seed, NARRATION_STREAM, index))
+    return {"video_uid": uid, "path": path.relative_to(out).as_posix(), "metadata": meta}, to_truth(spec)
+
+
 def generate_dataset(
     out: str | os.PathLike,
     videos: int,
@@ -120,8 +135,10 @@ def generate_dataset(
     fps: float = 10.0,
     overwrite: bool = False,
     progress: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Write a SynthActions dataset into `out` (layout above) and return its summary."""
+    """Write a SynthActions dataset into `out` (layout above) and return its summary. `workers`
+    processes render the videos and clips; the bytes are the same for any number."""
     width, height = parse_size(size)
     _check_counts(videos, benchmark_clips, validation_clips, seed, fps)
     out = Path(out)
@@ -132,19 +149,29 @@ def generate_dataset(
         total=videos + sum(clips.values()), desc="synth", unit="video", disable=None if progress else True
     )
     manifest, truths = [], []
-    for index in range(videos):
-        uid = video_uid(index)
-        spec = video_spec(seed, index, fps, width, height)
-        path = render_video(spec, out / "videos" / f"{uid}.mp4")
-        meta = metadata(spec, _rng(seed, NARRATION_STREAM, index))
-        manifest.append({"video_uid": uid, "path": path.relative_to(out).as_posix(), "metadata": meta})
-        truths.append(to_truth(spec))
-        bar.update()
-    splits = {
-        split: write_benchmark(out / folder, clips[split], seed, width, height, fps, bar.update, split)
-        for split, folder in SPLIT_FOLDERS.items()
-        if clips[split] or split == "test"
-    }
+    with ExitStack() as stack:
+        mapper: Callable[..., Iterable[Any]] = map
+        if workers > 1:  # spawned: forking a process that may be running torch's threads can deadlock
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            mapper = stack.enter_context(pool).map
+        rendered = mapper(
+            _render_video,
+            repeat(out, videos),
+            repeat(seed, videos),
+            range(videos),
+            repeat((width, height, fps), videos),
+        )
+        for entry, truth in rendered:
+            manifest.append(entry)
+            truths.append(truth)
+            bar.update()
+        benchmark = {
+            split: write_benchmark(
+                out / folder, clips[split], seed, width, height, fps, bar.update, split, mapper
+            )
+            for split, folder in SPLIT_FOLDERS.items()
+            if clips[split] or split == "test"
+        }
     bar.close()
     write_text_atomic(out / "ground_truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
     write_text_atomic(
@@ -162,7 +189,7 @@ def generate_dataset(
         "steps": len(steps),
         "verbs": len(Counter(step["verb"] for step in steps)),
         "cuts": sum(len(truth["cuts"]) for truth in truths),
-        "benchmark_clips": splits["test"]["clips"],
+        "benchmark_clips": benchmark["test"]["clips"],
         "held_out_classes": len(HELD_OUT_SPLITS["test"]),
         "validation_clips": validation_clips,
         "validation_classes": len(HELD_OUT_SPLITS["validation"]),

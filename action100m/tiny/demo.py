@@ -125,6 +125,7 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
         seed=cfg.seed,
         benchmark_clips=cfg.benchmark_clips,
         validation_clips=cfg.validation_clips,
+        workers=os.cpu_count() or 1,
     )
     seconds["synth"] = time.perf_counter() - step_start
 

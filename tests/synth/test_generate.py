@@ -154,3 +154,13 @@ def test_non_empty_out_is_refused_unless_overwrite(tmp_path, capsys):
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # only its own outputs are replaced
     assert json.loads((out / "summary.json").read_text())["seed"] == 1
+
+
+def test_any_number_of_rendering_processes_writes_the_same_bytes(tmp_path):
+    run = {"videos": 3, "seed": 5, "benchmark_clips": 3, "validation_clips": 2}
+    generate_dataset(tmp_path / "one", **run)
+    generate_dataset(tmp_path / "two", **run, workers=2)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(files) == 3 + 3 + 2 + 2 * 2 + 3  # videos, clips, split files, manifest, truth, summary
+    for name in files:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name

@@ -9,8 +9,8 @@ crop, node filters, backend), so runs at any scale, seed or text mix share them.
 in one front-to-back pass over the frames all of its nodes need, rather than one seek per node.
 
 The stream reads the arrays memory-mapped: the workers share one copy in the page cache. Memory and
-disk: 98 KB a node at 8 frames of 64² (4,556 nodes, 450 MB, for the demo's 200 videos); at the
-paper's scale the cache is not for this.
+disk: 49 KB a node at 4 frames of 64² (the demo's 200 videos: ~6,000 nodes, 293 MB); at the paper's
+scale the cache is not for this.
 """
 
 from __future__ import annotations
