@@ -58,11 +58,12 @@ def clip_cache_paths(cache: Path, shard: Path, sha256: str, cfg: DataConfig) -> 
     return cache / "clips" / f"{stem}.npy", cache / "clips" / f"{stem}.json"
 
 
-def _video_clips(
+def video_clips(
     video: bytes | str, nodes: list[tuple[float, float]], cfg: DataConfig, name: str
 ) -> list[torch.Tensor]:
-    """The clips of `nodes` (start, end) of one video, from one pass over the frames they need; the next
-    backend reads a video the configured one cannot, as the stream's decoder does."""
+    """The uint8 clips of `nodes` (start, end) of one video, from one pass over the frames they need. A
+    video the configured backend cannot decode is read by the next one, as the build's `video.fallback`
+    did (its record names that backend): decord cannot decode AV1, PyAV can."""
     first_error: VideoDecodeError | None = None
     for backend in backend_chain(cfg.video_backend.value):
         source = open_video(video, backend, name=name, num_threads=cfg.decode_threads)
@@ -112,7 +113,7 @@ def build_shard_clips(shard: Path, sha256: str, cache: Path, cfg: DataConfig) ->
                 ]
                 if nodes:
                     spans = [(node.start, node.end) for node in nodes]
-                    clips.extend(_video_clips(video, spans, cfg, f"{shard.name}/{key}"))
+                    clips.extend(video_clips(video, spans, cfg, f"{shard.name}/{key}"))
                     keys.extend(f"{record.video_uid}/{node.node_id}" for node in nodes)
             except (ValueError, KeyError, OSError, VideoDecodeError):
                 pass

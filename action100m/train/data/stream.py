@@ -44,13 +44,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from action100m.dataset.schema import VideoRecord
 from action100m.dataset.shards import ShardError, read_tar
 from action100m.errors import Action100MError
-from action100m.train.data.clips import ClipCache
+from action100m.train.data.clips import ClipCache, video_clips
 from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import FieldMix, keeps, node_texts
 from action100m.train.data.resample import dedupe_key
-from action100m.video import VideoDecodeError, backend_chain, open_video
-from action100m.video.sampling import uniform_indices
-from action100m.video.transforms import normalize_clip, preprocess_clip
+from action100m.video.transforms import normalize_clip
 
 
 class DataError(Action100MError):
@@ -234,20 +232,9 @@ class NodeStream(IterableDataset):
         build's `video.fallback` did (its record names that backend): decord cannot decode AV1, PyAV can."""
         cfg = self.cfg
         cached = self.clips.get(item.shard, item.key) if self.clips is not None else None
-        if cached is not None:
-            return normalize_clip(cached)
-        first_error: VideoDecodeError | None = None
-        for backend in backend_chain(cfg.video_backend.value):
-            source = open_video(item.video, backend, name=item.key, num_threads=cfg.decode_threads)
-            try:
-                info = source.info
-                indices = uniform_indices(item.start, item.end, info.fps, info.num_frames, cfg.num_frames)
-                return preprocess_clip(source.read_frames(indices), cfg.crop_size)
-            except VideoDecodeError as err:
-                first_error = first_error or err
-            finally:
-                source.close()
-        raise first_error
+        if cached is None:
+            cached = video_clips(item.video, [(item.start, item.end)], cfg, item.key)[0]
+        return normalize_clip(cached)
 
     def _batches(self, nodes: Iterator[NodeSample], failures: _Failures) -> Iterator[dict[str, Any]]:
         clips, texts = [], []
