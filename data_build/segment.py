@@ -115,7 +115,9 @@ class VJEPA2Features:
         from action100m.models.vjepa2 import load_vjepa2
 
         self.cfg = cfg
-        self.model = model if model is not None else load_vjepa2(cfg.model, cfg.device, cfg.dtype)
+        self.model = (
+            model if model is not None else load_vjepa2(cfg.model, cfg.device, cfg.dtype, cfg.crop_size)
+        )
         config = self.model.config
         self.tubelet = int(config.tubelet_size)
         self.crop = int(cfg.crop_size or config.crop_size)

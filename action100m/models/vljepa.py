@@ -33,7 +33,7 @@ class VLJEPA(L.LightningModule):
         self.num_frames: int = self.cfg.num_frames
         self.crop_size: int = self.cfg.crop_size
         self.query: str = self.cfg.query
-        self.x_encoder = XEncoder(self.cfg.x_encoder)
+        self.x_encoder = XEncoder(self.cfg.x_encoder, crop_size=self.crop_size)
         self.predictor = Predictor(self.cfg.predictor, self.x_encoder.width, self.cfg.embed_dim)
         self.y_encoder = YEncoder(self.cfg.y_encoder, self.cfg.embed_dim)
         self.loss = InfoNCE(self.cfg.loss)

@@ -11,11 +11,11 @@ from action100m.models.vjepa2 import load_vjepa2
 
 
 class XEncoder(nn.Module):
-    def __init__(self, cfg: XEncoderConfig):
+    def __init__(self, cfg: XEncoderConfig, crop_size: int | None = None):
         super().__init__()
         # The tiny encoder seeds its own init: keep that from touching the caller's RNG stream.
         with torch.random.fork_rng(devices=[]):
-            vjepa2 = load_vjepa2(cfg.name, dtype=MASTER_DTYPE)
+            vjepa2 = load_vjepa2(cfg.name, dtype=MASTER_DTYPE, crop_size=crop_size)
         self.encoder = vjepa2.encoder
         self.tubelet_size = vjepa2.config.tubelet_size
         self.width = vjepa2.config.hidden_size

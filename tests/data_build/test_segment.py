@@ -192,6 +192,15 @@ def test_unloadable_model_fails_fast_naming_it(tmp_path):
         load_vjepa2(str(tmp_path / "no-such-model"))
 
 
+def test_a_saved_encoder_loads_at_the_crop_size_it_is_run_at(tmp_path):
+    # Rotary positions come from the config's crop size: it must be the clips' (see test_vljepa.py).
+    load_vjepa2("tiny").save_pretrained(tmp_path / "encoder")
+    assert load_vjepa2(str(tmp_path / "encoder"), crop_size=64).config.crop_size == 64
+    assert load_vjepa2(str(tmp_path / "encoder")).config.crop_size == 32
+    with pytest.raises(ConfigError, match=r"'tiny': crop size 60 is not a multiple of its patch size 8"):
+        load_vjepa2("tiny", crop_size=60)
+
+
 def test_robust_motion_ignores_one_frame_jumps_but_keeps_actions():
     still, jump, moving = [0.0] * 5, [0.0] * 5 + [9.0] * 5, [0.0] * 4 + [float(k) for k in range(1, 7)]
     cut_signal = robust_motion(torch.tensor(jump).unsqueeze(1), 1).squeeze(1)

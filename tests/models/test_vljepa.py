@@ -101,3 +101,25 @@ def test_the_tiny_preset_overfits_16_synthactions_pairs(tmp_path, one_thread):
     target = torch.arange(16)
     assert (similarity.argmax(dim=1) == target).float().mean().item() == 1.0  # video → text
     assert (similarity.argmax(dim=0) == target).float().mean().item() == 1.0  # text → video
+
+
+@pytest.mark.parametrize("crop_size", [32, 64])
+def test_every_token_is_rotated_by_its_own_tubelet_row_and_column(crop_size):
+    # V-JEPA 2 reads a token's row and column from its index with its config's crop size; a clip of
+    # another size (the demo's 64 px through the 32 px tiny encoder) got scrambled positions.
+    cfg = model_preset("tiny")
+    cfg.crop_size, cfg.num_frames = crop_size, 4
+    model = VLJEPA(cfg)
+    grid = crop_size // 8  # the tiny encoder's patch size
+    tokens = model.x_encoder(torch.zeros(1, 4, 3, crop_size, crop_size))
+    assert tokens.shape[1] == 2 * grid * grid
+    tubelet, row, column = torch.meshgrid(
+        torch.arange(2), torch.arange(grid), torch.arange(grid), indexing="ij"
+    )
+    for layer in model.x_encoder.encoder.layer:
+        positions = layer.attention.get_position_ids(tokens)
+        assert [p.tolist() for p in positions] == [
+            tubelet.flatten().tolist(),
+            row.flatten().tolist(),
+            column.flatten().tolist(),
+        ]
