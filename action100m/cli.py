@@ -207,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--wandb-project", help="read results from (and publish the report to) this W&B project"
     )
     scaling.add_argument("--wandb-entity", help="W&B entity (user or team)")
-    scaling.add_argument("--metric", default="top1", help="metric to plot (default top1)")
+    scaling.add_argument(
+        "--metric",
+        default="headline",
+        help="metric to plot; headline (default): top1, and t2v_r1 for retrieval benchmarks",
+    )
     scaling.add_argument("--out", required=True, help="folder for scaling.png, scaling.md, scaling.json")
     scaling.set_defaults(func=_report_scaling)
     tiny = commands.add_parser(

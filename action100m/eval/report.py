@@ -22,7 +22,21 @@ PAPER_HEADERS = {
     "coin_task": "COIN TR",
     "crosstask_step": "CT SR",
     "crosstask_task": "CT TR",
+    "msrvtt": "MSR-VTT",
+    "activitynet_captions": "ActivityNet",
+    "didemo": "DiDeMo",
+    "msvd": "MSVD",
+    "youcook2": "YouCook2",
+    "dream1k": "DREAM-1K",
 }
+# What a suite table and a scaling curve show of each result: classification's top-1, and for
+# retrieval the papers' figure, text-to-video R@1.
+HEADLINE = {"classification": "top1", "retrieval": "t2v_r1"}
+
+
+def headline_metric(result: dict[str, Any]) -> str:
+    """The metric the papers' tables report for this result: "top1", or "t2v_r1" for retrieval."""
+    return HEADLINE["retrieval" if result.get("task") == "retrieval" else "classification"]
 
 
 def format_check(
@@ -67,18 +81,30 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def format_suite(results: list[dict[str, Any]], model: str) -> dict[str, Any]:
-    """The papers' table: one row, top-1 per benchmark and their average (over those with a score)."""
-    top1 = {r["benchmark"]: r["metrics"].get("top1") for r in results}
-    scored = [v for v in top1.values() if v is not None]
-    average = sum(scored) / len(scored) if scored else None
-    headers = ["model", "avg", *(PAPER_HEADERS.get(name, name) for name in top1)]
-    row = [model, _percent(average), *(_percent(v) for v in top1.values())]
+    """The papers' table: one row, each benchmark's headline metric (top-1; text-to-video R@1 for
+    retrieval) and, per kind, their average over those with a score: `average_top1` and `top1` for
+    classification, `average_t2v_r1` and `t2v_r1` for retrieval (None/empty without that kind)."""
+    summary: dict[str, Any] = {}
+    averages: dict[str, float | None] = {}
+    for metric in HEADLINE.values():
+        scores = {r["benchmark"]: r["metrics"].get(metric) for r in results if headline_metric(r) == metric}
+        scored = [v for v in scores.values() if v is not None]
+        averages[metric] = sum(scored) / len(scored) if scored else None
+        summary[metric], summary[f"average_{metric}"] = scores, averages[metric]
+    headers, row = ["model"], [model]
+    for metric, label in (("top1", "avg top-1"), ("t2v_r1", "avg t2v R@1")):
+        if summary[metric]:
+            headers.append(label)
+            row.append(_percent(averages[metric]))
+    for r in results:
+        headers.append(PAPER_HEADERS.get(r["benchmark"], r["benchmark"]))
+        row.append(_percent(r["metrics"].get(headline_metric(r))))
     widths = [max(len(h), len(v)) for h, v in zip(headers, row, strict=True)]
-    table = "\n".join(
+    summary["table"] = "\n".join(
         "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)) + " |"
         for cells in (headers, ["-" * w for w in widths], row)
     )
-    return {"average_top1": average, "top1": top1, "table": table}
+    return summary
 
 
 def write_left_out(folder: Path, left_out: list[tuple[Clip, str]]) -> Path:
@@ -90,7 +116,7 @@ def write_left_out(folder: Path, left_out: list[tuple[Clip, str]]) -> Path:
 
 
 def log_wandb(
-    cfg: WandbConfig, config: dict, results: list[dict[str, Any]], average: float | None, folder: Path
+    cfg: WandbConfig, config: dict, results: list[dict[str, Any]], averages: dict[str, float], folder: Path
 ) -> None:
     """One W&B run (job type `eval`, kept in `folder`/wandb beside the result JSONs): the metrics as
     charts and a table; the summary's `RESULTS_KEY` keeps each benchmark's metrics with what the model
@@ -113,8 +139,7 @@ def log_wandb(
         for k, v in r["metrics"].items()
         if v is not None
     }
-    if average is not None:
-        logged["zero_shot/average_top1"] = average
+    logged.update({f"zero_shot/{key}": value for key, value in averages.items()})
     columns = [
         "benchmark",
         "split",

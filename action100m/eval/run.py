@@ -203,6 +203,7 @@ def evaluate(
         scores = videos @ classes.T if clips else torch.empty(0, len(classes))
         metrics = classification_metrics(scores, targets)
         extra = {"num_classes": len(data.class_names), "text_embeddings": text_info}
+        scoring = {}
     else:
         templates = ["{}"]  # captions are used as written
         clips, videos, left_out = _embed(cfg, loaded, encoder, out)
@@ -212,6 +213,12 @@ def evaluate(
         captions = text_embeddings(encoder, [t for t, _ in kept], cfg.text_batch_size) if kept else None
         metrics = retrieval_metrics(captions @ videos.T, torch.tensor([v for _, v in kept])) if kept else {}
         extra = {"captions": len(data.captions), "captions_evaluated": len(kept)}
+        scoring = {
+            "retrieval": {
+                **data.protocol,
+                "ties": "counted against the query (an encoder that scores all alike ranks last)",
+            }
+        }
     missing = sum(1 for _, reason in left_out if reason == "missing video file")
     return {
         "benchmark": bench.name,
@@ -223,7 +230,7 @@ def evaluate(
         "annotation_files": [str(p) for p in data.files],
         "notes": data.notes,
         "model": {k: v for k, v in identity.items() if k != "key"},
-        "protocol": protocol(cfg, bench, encoder, templates),
+        "protocol": {**protocol(cfg, bench, encoder, templates), **scoring},
         "counts": {
             "clips_read": len(loaded.clips),
             "clips_missing": missing,
@@ -280,7 +287,8 @@ def check(benches: list[BenchmarkConfig]) -> dict[str, Any]:
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
-    """Check or evaluate the configured benchmark(s); returns {"results": [...], "average_top1": ...}."""
+    """Check or evaluate the configured benchmark(s); returns {"results": [...]} and, for a suite, the
+    per-kind averages ("average_top1", "average_t2v_r1") and its table."""
     if cfg.check_only:
         return check(suite_configs(cfg))
     if cfg.query and cfg.encoder.kind != "vljepa":
@@ -333,13 +341,15 @@ def _score(cfg: EvalConfig, loaded: list[Loaded]) -> dict[str, Any]:
         kept = {
             "suite": cfg.zero_shot.suite,
             "model": results[0]["model"],
-            "average_top1": summary["average_top1"],
-            "top1": summary["top1"],
+            **{key: summary[key] for key in ("average_top1", "top1", "average_t2v_r1", "t2v_r1")},
             "results": [r["path"] for r in results],
         }
         out = Path(cfg.output_dir) / cfg.zero_shot.name / _slug(identity) / "summary.json"
         summary["path"] = str(write_json_atomic(out, kept))
         print(summary["table"])
     if cfg.logger.wandb.enabled:
-        log_wandb(cfg.logger.wandb, config, results, summary.get("average_top1"), Path(cfg.output_dir))
+        averages = {
+            k: summary.get(k) for k in ("average_top1", "average_t2v_r1") if summary.get(k) is not None
+        }
+        log_wandb(cfg.logger.wandb, config, results, averages, Path(cfg.output_dir))
     return summary

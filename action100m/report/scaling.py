@@ -2,7 +2,9 @@
 
 Each result file is one evaluation: {"benchmark": ..., "metrics": {"top1": ..., ...},
 "train": {"scale": ..., "samples_seen": ..., "seed": ...}}. Points are grouped by (benchmark, scale);
-seeds at the same point give the mean and, with several, an error bar (standard deviation).
+seeds at the same point give the mean and, with several, an error bar (standard deviation). The default
+metric, "headline", is each result's own table figure: top-1 for classification, text-to-video R@1
+for retrieval, so retrieval benchmarks are tabled beside classification ones; averages are per metric.
 """
 
 from __future__ import annotations
@@ -20,7 +22,22 @@ import numpy as np
 from action100m.errors import Action100MError
 from action100m.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
-AVERAGE = "average"
+AVERAGE = "average"  # over the classification benchmarks (top-1), as the papers' table
+HEADLINE = "headline"
+RETRIEVAL_HEADLINE = "t2v_r1"
+
+
+def metric_of(result: dict[str, Any], metric: str = HEADLINE) -> str:
+    """`metric`, or for "headline" the result's own table figure: "top1", or "t2v_r1" for retrieval
+    (told by its metrics, since W&B summaries keep only those)."""
+    if metric != HEADLINE:
+        return metric
+    metrics = result.get("metrics", {})
+    return RETRIEVAL_HEADLINE if "top1" not in metrics and RETRIEVAL_HEADLINE in metrics else "top1"
+
+
+def average_name(metric: str) -> str:
+    return AVERAGE if metric == "top1" else f"{AVERAGE} {metric}"
 
 
 class ReportError(Action100MError):
@@ -34,6 +51,7 @@ class Point:
     samples_seen: float
     values: list[float]  # one per seed
     dataset_size: float = 0.0  # training samples in the scale's subset, when the results say
+    metric: str = "top1"
 
     def x(self, axis: str) -> float:
         return self.samples_seen if axis == "samples_seen" else self.dataset_size
@@ -47,23 +65,29 @@ class Point:
         return float(np.std(self.values)) if len(self.values) > 1 else 0.0
 
 
-def read_results(runs: str | os.PathLike, metric: str = "top1") -> list[dict[str, Any]]:
-    """Every result JSON under `runs` that carries `metric` and its training scale."""
+def read_results(runs: str | os.PathLike, metric: str = HEADLINE) -> list[dict[str, Any]]:
+    """Every result JSON under `runs` that carries `metric` (see `metric_of`) and its training scale."""
     results = []
     for path in sorted(Path(runs).rglob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
-        if isinstance(data, dict) and metric in data.get("metrics", {}) and "scale" in data.get("train", {}):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("metrics"), dict)
+            and metric_of(data, metric) in data["metrics"]
+            and "scale" in data.get("train", {})
+        ):
             results.append({**data, "_path": str(path)})
     if not results:
-        raise ReportError(f"{runs}: no result JSON with metrics.{metric} and train.scale")
+        raise ReportError(f"{runs}: no result JSON with metrics.{'top1 or t2v_r1' if metric == HEADLINE else metric} and train.scale")
     return results
 
 
-def collect_points(results: list[dict[str, Any]], metric: str = "top1") -> list[Point]:
-    """Points per (benchmark, scale), plus the average over benchmarks per (scale, seed)."""
+def collect_points(results: list[dict[str, Any]], metric: str = HEADLINE) -> list[Point]:
+    """Points per (benchmark, scale), plus per (scale, seed) the average over the benchmarks that
+    report the same metric (classification's top-1: `AVERAGE`)."""
     grouped: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for result in results:
         grouped[(result["benchmark"], float(result["train"]["scale"]))].append(result)
@@ -71,17 +95,20 @@ def collect_points(results: list[dict[str, Any]], metric: str = "top1") -> list[
     for (benchmark, scale), group in sorted(grouped.items()):
         seen = float(np.mean([r["train"].get("samples_seen", 0) for r in group]))
         size = float(np.mean([r["train"].get("samples", 0) for r in group]))
-        points.append(Point(benchmark, scale, seen, [float(r["metrics"][metric]) for r in group], size))
-    benchmarks = sorted({p.benchmark for p in points})
-    if len(benchmarks) > 1:
+        name = metric_of(group[0], metric)
+        values = [float(r["metrics"][name]) for r in group]
+        points.append(Point(benchmark, scale, seen, values, size, name))
+    for name in sorted({p.metric for p in points}):
+        benchmarks = sorted({p.benchmark for p in points if p.metric == name})
+        if len(benchmarks) < 2:
+            continue
         for scale in sorted({p.scale for p in points}):
-            at_scale = [p for p in points if p.scale == scale]
+            at_scale = [p for p in points if p.scale == scale and p.metric == name]
             if len(at_scale) == len(benchmarks):
                 seeds = min(len(p.values) for p in at_scale)
                 values = [float(np.mean([p.values[s] for p in at_scale])) for s in range(seeds)]
-                points.append(
-                    Point(AVERAGE, scale, float(np.mean([p.samples_seen for p in at_scale])), values)
-                )
+                seen = float(np.mean([p.samples_seen for p in at_scale]))
+                points.append(Point(average_name(name), scale, seen, values, metric=name))
     return points
 
 
@@ -97,14 +124,21 @@ def fit_power_law(x: list[float], y: list[float]) -> dict[str, float]:
     return {"a": float(math.exp(log_a)), "b": float(b), "r2": r2}
 
 
+def _is_average(benchmark: str) -> bool:
+    return benchmark == AVERAGE or benchmark.startswith(f"{AVERAGE} ")
+
+
 def markdown_table(points: list[Point], metric: str) -> str:
     """Rows = scales (with samples seen and, when the results say, the training set's size), columns =
-    benchmarks then the average, like the paper's table."""
-    benchmarks = sorted({p.benchmark for p in points if p.benchmark != AVERAGE})
-    columns = benchmarks + ([AVERAGE] if any(p.benchmark == AVERAGE for p in points) else [])
+    benchmarks then the averages, like the paper's table; with several metrics each column names its."""
+    benchmarks = sorted({p.benchmark for p in points if not _is_average(p.benchmark)})
+    columns = benchmarks + sorted({p.benchmark for p in points if _is_average(p.benchmark)})
+    metrics = {p.benchmark: p.metric for p in points}
+    mixed = len(set(metrics.values())) > 1
     by_key = {(p.benchmark, p.scale): p for p in points}
-    sized = all(p.dataset_size > 0 for p in points if p.benchmark != AVERAGE)
-    heads = ["scale", "samples seen", *(["training samples"] if sized else []), *columns]
+    sized = all(p.dataset_size > 0 for p in points if not _is_average(p.benchmark))
+    titles = [f"{c} ({metrics[c]})" if mixed and not _is_average(c) else c for c in columns]
+    heads = ["scale", "samples seen", *(["training samples"] if sized else []), *titles]
     lines = [f"| {' | '.join(heads)} |", "|" + "---|" * len(heads)]
     for scale in sorted({p.scale for p in points}):
         seen = next(p.samples_seen for p in points if p.scale == scale)
@@ -118,7 +152,8 @@ def markdown_table(points: list[Point], metric: str) -> str:
                 else f"{100 * point.mean:.1f}" + (f" ± {100 * point.std:.1f}" if point.std else "")
             )
         lines.append(f"| {scale:g} | {seen:,.0f} | {size}{' | '.join(cells)} |")
-    return "\n".join(lines) + f"\n\n{metric} in %, mean ± std over seeds where there are several.\n"
+    shown = ", ".join(sorted(set(metrics.values()))) if metric == HEADLINE else metric
+    return "\n".join(lines) + f"\n\n{shown} in %, mean ± std over seeds where there are several.\n"
 
 
 def x_axis(points: list[Point]) -> str:
@@ -136,17 +171,17 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
 
     axis = x_axis(points)
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    for benchmark in sorted({p.benchmark for p in points}, key=lambda b: (b == AVERAGE, b)):
+    for benchmark in sorted({p.benchmark for p in points}, key=lambda b: (_is_average(b), b)):
         series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.x(axis))
         x = [p.x(axis) for p in series]
-        style = {"color": "black", "linewidth": 2.5} if benchmark == AVERAGE else {}
+        style = {"color": "black", "linewidth": 2.5} if _is_average(benchmark) else {}
         drawn = axes.errorbar(
             x,
             [100 * p.mean for p in series],
             yerr=[100 * p.std for p in series],
             marker="o",
             capsize=3,
-            label=benchmark,
+            label=benchmark if series[0].metric == "top1" else f"{benchmark} ({series[0].metric})",
             **style,
         )
         if benchmark in fits:
@@ -161,7 +196,8 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
             )
     axes.set_xscale("log")
     axes.set_xlabel("training samples seen" if axis == "samples_seen" else "training set size (samples)")
-    axes.set_ylabel(f"zero-shot {metric} (%)")
+    shown = "/".join(sorted({p.metric for p in points})) if metric == HEADLINE else metric
+    axes.set_ylabel(f"zero-shot {shown} (%)")
     axes.set_title("Data scaling")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
@@ -171,7 +207,7 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
     plt.close(figure)
 
 
-def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str = "top1") -> dict[str, Any]:
+def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str = HEADLINE) -> dict[str, Any]:
     """Write scaling.png, scaling.md and scaling.json under `out`; returns the report as data."""
     out = Path(out)
     points = collect_points(read_results(runs, metric), metric)
@@ -182,8 +218,10 @@ def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str 
         if len(series) >= 2 and all(p.mean > 0 and p.x(axis) > 0 for p in series):
             fits[benchmark] = fit_power_law([p.x(axis) for p in series], [p.mean for p in series])
     table = markdown_table(points, metric)
+    metrics = {p.benchmark: p.metric for p in points}
     law = "\n".join(
-        f"- {b}: {metric} ≈ {f['a']:.3g} · {axis}^{f['b']:.3f} (R² {f['r2']:.2f})" for b, f in fits.items()
+        f"- {b}: {metrics[b]} ≈ {f['a']:.3g} · {axis}^{f['b']:.3f} (R² {f['r2']:.2f})"
+        for b, f in fits.items()
     )
     plot(points, fits, metric, out / "scaling.png")
     write_text_atomic(

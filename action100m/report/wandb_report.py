@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from action100m.report.scaling import AVERAGE, ReportError
+from action100m.report.scaling import AVERAGE, HEADLINE, ReportError, metric_of
 
 RESULTS_KEY = "zero_shot/results"  # what `eval.py logger.wandb.enabled=true` keeps in each run's summary
 X_CONFIG_KEYS = {"samples_seen": "train.samples_seen", "dataset_size": "train.samples"}
@@ -37,7 +37,7 @@ def results_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def results_from_project(
-    project: str, entity: str | None = None, metric: str = "top1"
+    project: str, entity: str | None = None, metric: str = HEADLINE
 ) -> list[dict[str, Any]]:
     """Eval runs of a W&B project as result dicts."""
     import wandb
@@ -47,10 +47,10 @@ def results_from_project(
         result
         for run in wandb.Api().runs(path, filters={"jobType": "eval"})
         for result in results_from_summary(run.summary)
-        if metric in result["metrics"]
+        if metric_of(result, metric) in result["metrics"]
     ]
     if not results:
-        raise ReportError(f"W&B project {path}: no eval runs with metrics.{metric} and train.scale")
+        raise ReportError(f"W&B project {path}: no eval runs with metrics.{'top1 or t2v_r1' if metric == HEADLINE else metric} and train.scale")
     return results
 
 
@@ -59,12 +59,15 @@ def report_blocks(report: dict[str, Any], out: Path, project: str, entity: str |
     project's eval runs (x from their config's `train`, y from their summary)."""
     import wandb_workspaces.reports.v2 as wr
 
-    benchmarks = sorted({p["benchmark"] for p in report["points"]} - {AVERAGE})
+    metrics = {
+        p["benchmark"]: p["metric"] for p in report["points"] if not p["benchmark"].startswith(AVERAGE)
+    }
+    benchmarks = sorted(metrics)
     scatters = [
         wr.ScatterPlot(
-            title=f"{benchmark}: zero-shot {report['metric']} vs {report['x']}",
+            title=f"{benchmark}: zero-shot {metrics[benchmark]} vs {report['x']}",
             x=wr.Config(X_CONFIG_KEYS[report["x"]]),
-            y=wr.SummaryMetric(f"zero_shot/{benchmark}/{report['metric']}"),
+            y=wr.SummaryMetric(f"zero_shot/{benchmark}/{metrics[benchmark]}"),
             log_x=True,
         )
         for benchmark in benchmarks

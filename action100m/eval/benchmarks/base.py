@@ -58,7 +58,11 @@ class Benchmark:
 
 @dataclass
 class RetrievalSet:
-    """Captioned videos: caption k describes `videos[caption_video[k]]` (a video may have several)."""
+    """Captioned videos: caption k describes `videos[caption_video[k]]` (a video may have several).
+
+    `protocol` says how the papers score it, recorded in the result JSON: e.g. {"name": "1k-A",
+    "unit": "clip" | "paragraph" | "segment", "captions": "one per video" | "all captions of a video",
+    "multi_caption": how a video with several captions counts as found}."""
 
     name: str
     split: str
@@ -67,6 +71,16 @@ class RetrievalSet:
     caption_video: list[int]
     files: list[Path]
     notes: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.captions) != len(self.caption_video):
+            raise EvalError(
+                f"{self.name}: {len(self.captions)} captions for {len(self.caption_video)} video ids"
+            )
+        bad = next((v for v in self.caption_video if not 0 <= v < len(self.videos)), None)
+        if bad is not None:
+            raise EvalError(f"{self.name}: a caption names video {bad} outside 0..{len(self.videos) - 1}")
 
 
 @dataclass(frozen=True)
