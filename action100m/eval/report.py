@@ -9,6 +9,7 @@ from typing import Any
 
 from action100m.eval.benchmarks import Benchmark, Clip, RetrievalSet
 from action100m.eval.config import BenchmarkConfig, WandbConfig
+from action100m.report.scaling import RETRIEVAL_HEADLINE, metric_of
 from action100m.report.wandb_report import RESULTS_KEY, results_for_summary
 from action100m.utils.atomic import write_text_atomic
 
@@ -29,14 +30,6 @@ PAPER_HEADERS = {
     "youcook2": "YouCook2",
     "dream1k": "DREAM-1K",
 }
-# What a suite table and a scaling curve show of each result: classification's top-1, and for
-# retrieval the papers' figure, text-to-video R@1.
-HEADLINE = {"classification": "top1", "retrieval": "t2v_r1"}
-
-
-def headline_metric(result: dict[str, Any]) -> str:
-    """The metric the papers' tables report for this result: "top1", or "t2v_r1" for retrieval."""
-    return HEADLINE["retrieval" if result.get("task") == "retrieval" else "classification"]
 
 
 def format_check(
@@ -86,19 +79,19 @@ def format_suite(results: list[dict[str, Any]], model: str) -> dict[str, Any]:
     classification, `average_t2v_r1` and `t2v_r1` for retrieval (None/empty without that kind)."""
     summary: dict[str, Any] = {}
     averages: dict[str, float | None] = {}
-    for metric in HEADLINE.values():
-        scores = {r["benchmark"]: r["metrics"].get(metric) for r in results if headline_metric(r) == metric}
+    for metric in ("top1", RETRIEVAL_HEADLINE):
+        scores = {r["benchmark"]: r["metrics"].get(metric) for r in results if metric_of(r) == metric}
         scored = [v for v in scores.values() if v is not None]
         averages[metric] = sum(scored) / len(scored) if scored else None
         summary[metric], summary[f"average_{metric}"] = scores, averages[metric]
     headers, row = ["model"], [model]
-    for metric, label in (("top1", "avg top-1"), ("t2v_r1", "avg t2v R@1")):
+    for metric, label in (("top1", "avg top-1"), (RETRIEVAL_HEADLINE, "avg t2v R@1")):
         if summary[metric]:
             headers.append(label)
             row.append(_percent(averages[metric]))
     for r in results:
         headers.append(PAPER_HEADERS.get(r["benchmark"], r["benchmark"]))
-        row.append(_percent(r["metrics"].get(headline_metric(r))))
+        row.append(_percent(r["metrics"].get(metric_of(r))))
     widths = [max(len(h), len(v)) for h, v in zip(headers, row, strict=True)]
     summary["table"] = "\n".join(
         "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)) + " |"
