@@ -277,3 +277,48 @@ def test_several_checkpoints_score_as_alone_on_clips_decoded_once(
     assert {r["train"]["seed"] for r in read_results(tmp_path / "both")} == {3, 4}
     with pytest.raises(ConfigError, match="instead of checkpoint="):
         run_eval(eval_config("zero_shot=synth", *common, f"checkpoint={second}", f"checkpoints=['{second}']"))
+
+
+def test_every_retrieval_benchmark_gives_a_result_json_and_a_scaling_column(tiny_vljepa, tmp_path):
+    from tests.eval.retrieval_layouts import write_miniature
+
+    suite = OmegaConf.load(CONFIG_DIR / "zero_shot" / "retrieval_all.yaml").suite
+    for name in suite:
+        write_miniature(name, tmp_path / "data" / name, videos=3)
+    overrides = [
+        "zero_shot=retrieval_all",
+        f"data_root={tmp_path / 'data'}",
+        f"checkpoint={tiny_vljepa}",
+        f"output_dir={tmp_path / 'eval'}",
+        "cache_dir=null",
+        "progress=false",
+        "workers=0",
+    ]
+    summary = run_eval(eval_config(*overrides))
+    results = {r["benchmark"]: r for r in summary["results"]}
+    assert list(results) == list(suite)
+    for name, result in results.items():
+        on_disk = json.loads(Path(result["path"]).read_text())
+        counts = on_disk["counts"]
+        assert on_disk["task"] == "retrieval" and counts["clips_evaluated"] == counts["clips_read"] >= 3, name
+        assert set(on_disk["metrics"]) == {
+            f"{direction}_{m}"
+            for direction in ("t2v", "v2t")
+            for m in ("r1", "r5", "r10", "median_rank", "mean_rank")
+        }
+        protocol = on_disk["protocol"]["retrieval"]
+        assert protocol["unit"] in ("clip", "paragraph", "segment") and "ties" in protocol, name
+    assert summary["average_t2v_r1"] == pytest.approx(
+        sum(r["metrics"]["t2v_r1"] for r in results.values()) / len(results)
+    )
+    assert summary["average_top1"] is None and "avg t2v R@1" in summary["table"]
+    assert "MSR-VTT" in summary["table"] and "DREAM-1K" in summary["table"]
+    # the scaling report tables each by its R@1 (the checkpoint records its training scale)
+    from action100m.report.scaling import scaling_report
+
+    report = scaling_report(tmp_path / "eval", tmp_path / "report")
+    assert {p["benchmark"]: p["metric"] for p in report["points"]}["msrvtt"] == "t2v_r1"
+    header = next(
+        line for line in (tmp_path / "report" / "scaling.md").read_text().splitlines() if "scale" in line
+    )
+    assert "| msrvtt |" in header and "(t2v_r1)" not in header  # one metric: its columns need no label

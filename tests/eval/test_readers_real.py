@@ -314,5 +314,11 @@ def test_every_reader_is_registered():
         "hmdb51",
         "diving48",
         "synth",
+        "msrvtt",
+        "msvd",
+        "activitynet_captions",
+        "youcook2",
+        "didemo",
+        "dream1k",
         "captions",
     }
