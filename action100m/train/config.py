@@ -39,9 +39,27 @@ class TrainerConfig:
 class CheckpointConfig:
     every_n_steps: int = 500
     keep_last: int = 2  # periodic checkpoints kept, the newest K (-1: all); last.ckpt always
-    # Also kept: the best checkpoint by this metric (val/... only when validation runs; null: none)
+    # Also kept: the best checkpoint by this metric (val/... only when validation runs; null: none), e.g.
+    # zero_shot/<zero_shot.benchmark>/top1 with mode max: the downstream score, which the best loss
+    # need not predict
     monitor: str | None = "val/loss"
     mode: str = "min"  # min | max: which value of `monitor` is best
+
+
+@dataclass
+class ZeroShotValidationConfig:
+    """A zero-shot benchmark scored during training (action100m/train/zero_shot.py); off by default."""
+
+    benchmark: str | None = None  # a configs/zero_shot/<name>.yaml, e.g. synth_validation or captions
+    root: str | None = None  # its folder (null: the benchmark config's default under data/)
+    every_n_steps: int = 200  # optimizer steps between scorings; the last step is scored as well
+    # A fixed subset (of the videos, for retrieval), chosen once by `seed`: the same clips every time.
+    # Decoded once and kept in memory as float clips, max_clips x frames x 3 x crop² x 4 bytes per rank
+    # (256 of the demo's 4 x 64²: 50 MB; of a 16 x 256² preset: 3.2 GB).
+    max_clips: int = 256
+    seed: int = 0
+    batch_size: int = 16  # clips per forward pass
+    num_frames: int | None = None  # null: the benchmark config's, else the model's
 
 
 @dataclass
@@ -65,6 +83,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    zero_shot: ZeroShotValidationConfig = field(default_factory=ZeroShotValidationConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 

@@ -11,7 +11,8 @@ samples seen, optimizer state and W&B run id; a checkpoint of another identity i
 the keys that differ.
 
     <run>/checkpoints/step-0000500.ckpt  the newest `checkpoint.keep_last` periodic ones
-    <run>/checkpoints/best-step-0000400.ckpt  the best by `checkpoint.monitor`
+    <run>/checkpoints/best-step-0000400.ckpt  the best by `checkpoint.monitor` (a val/, train/ or, with
+                             `zero_shot.benchmark` scored during training, zero_shot/ metric)
     <run>/checkpoints/last.ckpt, config.yaml (the resolved config)
     <run>/hpc_ckpt_N.ckpt    written by Lightning on SLURM's time-limit signal before it requeues
                              (the one a run resumed from is kept, older ones removed)
@@ -46,6 +47,7 @@ from action100m.models.checkpoint import check_compatible, read_checkpoint
 from action100m.models.vljepa import VLJEPA
 from action100m.train.config import TrainConfig
 from action100m.train.data.module import ActionDataModule, DataPlan, plan_data
+from action100m.train.zero_shot import BestCheckpoint, ZeroShotSet, ZeroShotValidation, load_zero_shot
 from action100m.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 # Lightning warnings about what this setup does on purpose.
@@ -72,12 +74,14 @@ def as_train_config(cfg: TrainConfig | DictConfig) -> TrainConfig:
 # checkpointed, the hardware it runs on and how fast it loads. `data.num_workers`, `shuffle_buffer` and
 # `epoch_batches` reorder the same samples (as the world size does); `data.shards` is replaced by the
 # content of the chosen shards, so a shard set copied elsewhere (node-local scratch) is the same data.
+# `zero_shot` scores the model without changing it (nor the random state training draws from).
 NOT_IDENTITY = {
     "name",
     "output_dir",
     "ckpt_path",
     "logger",
     "checkpoint",
+    "zero_shot",
     "data.shards",
     "data.num_workers",
     "data.epoch_batches",
@@ -250,6 +254,9 @@ def retention(cfg: TrainConfig) -> str:
         best = "no best"
     elif _best_monitor(cfg) is None:
         best = f"no best by {c.monitor} (no validation: data.val_shards is unset)"
+    elif c.monitor.startswith("zero_shot/"):
+        z = cfg.zero_shot
+        best = f"the best by {c.monitor} ({c.mode}, scored every {z.every_n_steps} steps and at the last)"
     else:
         best = f"the best by {c.monitor} ({c.mode})"
     return f"every {c.every_n_steps} steps, keeping {periodic}, {best} and last.ckpt"
@@ -316,14 +323,22 @@ def resume_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
 MONITORED = ("loss", "video_to_text_top1")
 
 
-def _check(cfg: TrainConfig) -> None:
+def _check(cfg: TrainConfig, zero_shot: ZeroShotSet | None) -> None:
     for key in ("num_frames", "crop_size"):
         if getattr(cfg.data, key) != getattr(cfg.model, key):
             raise ConfigError(
                 f"data.{key}={getattr(cfg.data, key)} differs from model.{key}={getattr(cfg.model, key)}"
             )
+    if zero_shot and cfg.trainer.strategy == "fsdp":
+        raise ConfigError(
+            "zero_shot.benchmark does not run with trainer.strategy=fsdp: it calls the model outside "
+            "FSDP's wrapper, where the parameters are sharded (use ddp)"
+        )
     c = cfg.checkpoint
     known = [f"{split}/{metric}" for split in ("val", "train") for metric in MONITORED]
+    known += (
+        zero_shot.metric_keys if zero_shot else ["zero_shot/<benchmark>/<metric> with zero_shot.benchmark"]
+    )
     if c.monitor is not None and c.monitor not in known:
         raise ConfigError(f"checkpoint.monitor={c.monitor!r} is not one of {', '.join(known)} (or null)")
     if c.mode not in ("min", "max"):
@@ -333,6 +348,8 @@ def _check(cfg: TrainConfig) -> None:
 
 
 def _best_monitor(cfg: TrainConfig) -> str | None:
+    """The metric the best checkpoint is kept by: any that is logged (val/ ones need data.val_shards;
+    `_check` has made sure that a zero_shot/ one is what the configured benchmark logs)."""
     monitor = cfg.checkpoint.monitor
     return None if monitor is None or (monitor.startswith("val/") and not cfg.data.val_shards) else monitor
 
@@ -361,7 +378,13 @@ def _loggers(cfg: TrainConfig, plan: DataPlan, name: str, run_dir: Path, run_id:
     return loggers
 
 
-def build_trainer(cfg: TrainConfig, model: VLJEPA, loggers: list[Logger], run_dir: Path) -> L.Trainer:
+def build_trainer(
+    cfg: TrainConfig,
+    model: VLJEPA,
+    loggers: list[Logger],
+    run_dir: Path,
+    zero_shot: ZeroShotValidation | None = None,
+) -> L.Trainer:
     t, c = cfg.trainer, cfg.checkpoint
     # The newest K by step (monitor "step", max); -1 keeps all (no monitor); last.ckpt always.
     periodic = ModelCheckpoint(
@@ -374,19 +397,20 @@ def build_trainer(cfg: TrainConfig, model: VLJEPA, loggers: list[Logger], run_di
         monitor="step" if c.keep_last >= 0 else None,
         mode="max",
     )
-    callbacks: list[Any] = [periodic]
+    callbacks: list[Any] = [periodic, *([zero_shot] if zero_shot else [])]
     monitor = _best_monitor(cfg)
-    if monitor is not None:  # saved whenever the metric is new: after each validation (or epoch)
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="best-step-{step:07d}",
-                auto_insert_metric_name=False,
-                monitor=monitor,
-                mode=c.mode,
-                save_top_k=1,
-            )
-        )
+    if monitor is not None:
+        best = {
+            "dirpath": run_dir / "checkpoints",
+            "filename": "best-step-{step:07d}",
+            "auto_insert_metric_name": False,
+            "monitor": monitor,
+            "mode": c.mode,
+            "save_top_k": 1,
+        }
+        # saved whenever the metric is new: after each zero-shot scoring, validation (or epoch)
+        is_zero_shot = zero_shot is not None and monitor.startswith("zero_shot/")
+        callbacks.append(BestCheckpoint(zero_shot, **best) if is_zero_shot else ModelCheckpoint(**best))
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -435,7 +459,8 @@ def _remove_stale_temps(run_dir: Path) -> None:
 def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
     """Train one run; returns its summary (also written to <run>/run.json)."""
     cfg = as_train_config(cfg)
-    _check(cfg)
+    z, zero_shot = cfg.zero_shot, load_zero_shot(cfg.zero_shot)
+    _check(cfg, zero_shot)
     plan = plan_data(cfg.data)
     identity = run_identity(cfg, plan)
     name = run_name(cfg, plan, identity)
@@ -451,7 +476,12 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         check_identity(meta, identity, f"ckpt_path={cfg.ckpt_path}: checkpoint {resume}")
         model.run_id = meta["wandb_run_id"]
     model.run_id = model.run_id or uuid.uuid4().hex[:12]
-    trainer = build_trainer(cfg, model, _loggers(cfg, plan, name, run_dir, model.run_id), run_dir)
+    scorer = (
+        ZeroShotValidation(z, zero_shot, cfg.data.video_backend.value, cfg.data.decode_threads)
+        if zero_shot
+        else None
+    )
+    trainer = build_trainer(cfg, model, _loggers(cfg, plan, name, run_dir, model.run_id), run_dir, scorer)
     batch = batch_plan(cfg, trainer.world_size)  # the world size is known once the trainer is
     trainer.accumulate_grad_batches = batch.accumulation
     if cfg.data.samples_seen:
@@ -476,6 +506,13 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
             file=sys.stderr,
         )
         print(effective_settings(cfg, batch, trainer.max_steps, checkpoint_size(model)), file=sys.stderr)
+        if zero_shot:
+            print(
+                f"train: zero-shot validation on {zero_shot.name} ({zero_shot.bench.root}): "
+                f"{len(zero_shot.clips)} of its {zero_shot.clips_read} clips (zero_shot.seed={z.seed}) "
+                f"every {z.every_n_steps} steps and at the last, logged as {', '.join(zero_shot.metric_keys)}",
+                file=sys.stderr,
+            )
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
@@ -502,6 +539,7 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         "wandb_run_id": model.run_id,
         "data": described,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        "zero_shot": scorer.report() if scorer else None,
     }
     if trainer.is_global_zero:
         write_json_atomic(run_dir / "run.json", summary)
