@@ -81,7 +81,9 @@ def read_results(runs: str | os.PathLike, metric: str = HEADLINE) -> list[dict[s
         ):
             results.append({**data, "_path": str(path)})
     if not results:
-        raise ReportError(f"{runs}: no result JSON with metrics.{'top1 or t2v_r1' if metric == HEADLINE else metric} and train.scale")
+        raise ReportError(
+            f"{runs}: no result JSON with metrics.{'top1 or t2v_r1' if metric == HEADLINE else metric} and train.scale"
+        )
     return results
 
 

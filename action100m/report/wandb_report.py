@@ -50,7 +50,9 @@ def results_from_project(
         if metric_of(result, metric) in result["metrics"]
     ]
     if not results:
-        raise ReportError(f"W&B project {path}: no eval runs with metrics.{'top1 or t2v_r1' if metric == HEADLINE else metric} and train.scale")
+        raise ReportError(
+            f"W&B project {path}: no eval runs with metrics.{'top1 or t2v_r1' if metric == HEADLINE else metric} and train.scale"
+        )
     return results
 
 
