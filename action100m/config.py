@@ -48,6 +48,9 @@ class DemoConfig:
     # training commands at once, one torch thread each: on 2 cores the tiny model's small ops keep one
     # core busier than two (two runs at once take 1.7x less time than one after the other)
     parallel_runs: int = 2
+    # every run scores the validation split every N steps while it trains (zero_shot.*) and keeps its
+    # best checkpoint by that top-1, which the test split then scores; 0: off (the last checkpoint)
+    validate_every: int = 200
     build_overrides: list[str] = field(default_factory=list)  # passed to data_build/build.py
     train_overrides: list[str] = field(default_factory=list)  # passed to train.py
     eval_overrides: list[str] = field(default_factory=list)  # passed to eval.py

@@ -19,6 +19,7 @@ def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
         "validation_clips=27",
         "scales=[0.5,1.0]",
         "train_seeds=[0,1]",
+        "validate_every=2",
         "build_overrides=['samples_per_shard=4']",
         f"train_overrides={overrides}",
     ]
@@ -38,6 +39,22 @@ def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
         "largest scale >= 6x chance on every seed (floor)",
         "largest scale >= 8x chance in the mean (goal)",
     }
+    # each run validated at steps 2 and 4 and both splits scored the checkpoint with its best top-1
+    selection = summary["checkpoint_selection"]
+    assert selection["by"] == "zero_shot/synth_validation/top1" and len(selection["steps"]) == 4
+    for run_json in (out / "train").glob("*/run.json"):
+        run = json.loads(run_json.read_text())
+        scored = {
+            s["step"]: s["metrics"]["zero_shot/synth_validation/top1"] for s in run["zero_shot"]["scorings"]
+        }
+        assert list(scored) == [2, 4] and run["zero_shot"]["clips"] == 27
+        best = next(step for step in scored if scored[step] == max(scored.values()))
+        assert run["best_checkpoint"].endswith(f"best-step-{best:07d}.ckpt")
+        evaluated = [
+            json.loads(p.read_text())["model"]["checkpoint"] for p in (out / "eval").rglob("result.json")
+        ]
+        assert run["best_checkpoint"] in evaluated
+    assert "kept its checkpoint with the best validation top-1" in (out / "README.md").read_text()
     assert (out / "report" / "scaling.png").is_file() and (out / "README.md").is_file()
     # the report is the test split's, one point per scale with its seeds
     report = json.loads((out / "report" / "scaling.json").read_text())

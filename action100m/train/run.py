@@ -456,6 +456,14 @@ def _remove_stale_temps(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The checkpoint kept by `checkpoint.monitor` (the callback whose file name starts "best-")."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.filename and callback.filename.startswith("best-") and callback.best_model_path:
+            return callback.best_model_path
+    return None
+
+
 def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
     """Train one run; returns its summary (also written to <run>/run.json)."""
     cfg = as_train_config(cfg)
@@ -535,6 +543,7 @@ def run_training(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
         "samples_seen": model.samples_seen,
         "skipped_samples": model.skipped_samples,
         "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "best_checkpoint": _best_checkpoint(trainer),
         "resumed_from": str(resume) if resume else None,
         "wandb_run_id": model.run_id,
         "data": described,

@@ -145,6 +145,7 @@ def test_the_best_checkpoint_is_the_step_with_the_best_score_not_the_last(
     assert logged(run, MONITOR) == scripted
     assert not logged(run, "zero_shot/synth_validation/top5")  # not defined: not logged
     assert best_checkpoints(run) == ["best-step-0000004.ckpt"]
+    assert summary["best_checkpoint"] == str(run / "checkpoints" / "best-step-0000004.ckpt")
     state = torch.load(run / "checkpoints" / "best-step-0000004.ckpt", weights_only=True)
     assert state["global_step"] == 4
     [best] = [s for key, s in state["callbacks"].items() if key.startswith("BestCheckpoint")]
