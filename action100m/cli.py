@@ -97,7 +97,7 @@ def _report_scaling(args: argparse.Namespace) -> int:
             write_json_atomic(runs / f"result-{k:05d}.json", result)
     else:
         runs = args.runs
-    report = scaling_report(runs, args.out, args.metric)
+    report = scaling_report(runs, args.out, args.metric, args.x)
     print((Path(args.out) / "scaling.md").read_text(encoding="utf-8"))
     if args.wandb_project:
         from action100m.report.wandb_report import publish
@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric",
         default="headline",
         help="metric to plot; headline (default): top1, and t2v_r1 for retrieval benchmarks",
+    )
+    scaling.add_argument(
+        "--x",
+        default="auto",
+        choices=["auto", "samples_seen", "dataset_size"],
+        help="x axis; auto: samples seen, or the dataset size when every run saw the same number; "
+        "dataset_size for runs that kept their best checkpoint by validation",
     )
     scaling.add_argument("--out", required=True, help="folder for scaling.png, scaling.md, scaling.json")
     scaling.set_defaults(func=_report_scaling)

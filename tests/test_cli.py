@@ -29,7 +29,7 @@ def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
     for figures in (summary["scales"], summary["validation"]["scales"]):
         assert [s["scale"] for s in figures] == [0.5, 1.0]
         for s in figures:
-            assert s["seeds"] == [0, 1] and len(s["top1_seeds"]) == 2 and s["samples_seen"] == 32
+            assert s["seeds"] == [0, 1] and len(s["top1_seeds"]) == 2 and 16 <= s["samples_seen"] <= 32
             assert s["top1"] == pytest.approx(sum(s["top1_seeds"]) / 2) and 0.0 <= s["top1"] <= 1.0
     assert summary["validation"]["classes"] == 27
     assert 0.0 < summary["boundary_f1"] <= 1.0
@@ -59,6 +59,7 @@ def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
     # the report is the test split's, one point per scale with its seeds
     report = json.loads((out / "report" / "scaling.json").read_text())
     assert report["points"] and all(len(p["values"]) == 2 for p in report["points"])
+    assert report["x"] == "dataset_size"  # the kept checkpoints' steps differ; the budget does not
     # 4 training runs, 8 eval runs (4 checkpoints x 2 splits) and the report's summary run, one project
     assert len(summary["wandb"]["offline_runs"]) == 13 and summary["wandb"]["project"] == "action100m-demo"
     assert "Targets:" in capsys.readouterr().out

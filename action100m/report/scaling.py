@@ -158,20 +158,33 @@ def markdown_table(points: list[Point], metric: str) -> str:
     return "\n".join(lines) + f"\n\n{shown} in %, mean ± std over seeds where there are several.\n"
 
 
-def x_axis(points: list[Point]) -> str:
-    """Samples seen, unless every scale saw the same number (a fixed budget): then the dataset size."""
+X_AXES = ("auto", "samples_seen", "dataset_size")
+
+
+def x_axis(points: list[Point], x: str = "auto") -> str:
+    """`x`, or for "auto" samples seen unless every scale saw the same number (a fixed budget): then
+    the dataset size. Runs that keep their best checkpoint by validation stop at different samples seen
+    though they had one budget: name "dataset_size" for them."""
+    if x not in X_AXES:
+        raise ReportError(f"unknown x axis {x!r}; choose one of {list(X_AXES)}")
+    sized = all(p.dataset_size > 0 for p in points if not _is_average(p.benchmark))
+    if x == "dataset_size" and not sized:
+        raise ReportError(
+            "x axis dataset_size: some results do not record train.samples (their dataset size)"
+        )
+    if x != "auto":
+        return x
     if len({p.samples_seen for p in points}) > 1 or not all(p.dataset_size > 0 for p in points):
         return "samples_seen"
     return "dataset_size"
 
 
-def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, path: Path) -> None:
+def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, axis: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    axis = x_axis(points)
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     for benchmark in sorted({p.benchmark for p in points}, key=lambda b: (_is_average(b), b)):
         series = sorted((p for p in points if p.benchmark == benchmark), key=lambda p: p.x(axis))
@@ -209,11 +222,14 @@ def plot(points: list[Point], fits: dict[str, dict[str, float]], metric: str, pa
     plt.close(figure)
 
 
-def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str = HEADLINE) -> dict[str, Any]:
-    """Write scaling.png, scaling.md and scaling.json under `out`; returns the report as data."""
+def scaling_report(
+    runs: str | os.PathLike, out: str | os.PathLike, metric: str = HEADLINE, x: str = "auto"
+) -> dict[str, Any]:
+    """Write scaling.png, scaling.md and scaling.json under `out`; returns the report as data. `x`: see
+    `x_axis`."""
     out = Path(out)
     points = collect_points(read_results(runs, metric), metric)
-    axis = x_axis(points)
+    axis = x_axis(points, x)
     fits = {}
     for benchmark in sorted({p.benchmark for p in points}):
         series = [p for p in points if p.benchmark == benchmark]
@@ -225,7 +241,7 @@ def scaling_report(runs: str | os.PathLike, out: str | os.PathLike, metric: str 
         f"- {b}: {metrics[b]} ≈ {f['a']:.3g} · {axis}^{f['b']:.3f} (R² {f['r2']:.2f})"
         for b, f in fits.items()
     )
-    plot(points, fits, metric, out / "scaling.png")
+    plot(points, fits, metric, axis, out / "scaling.png")
     write_text_atomic(
         out / "scaling.md",
         f"# Data scaling\n\n{table}\n## Power-law fits\n\n{law or 'too few points'}\n\n![scaling](scaling.png)\n",

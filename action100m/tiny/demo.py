@@ -229,6 +229,9 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
             str(out / "eval"),
             "--out",
             str(out / "report"),
+            # the runs share one budget but keep their best checkpoint by validation, at any step
+            "--x",
+            "dataset_size",
             "--wandb-project",
             cfg.wandb_project,
         ],
@@ -260,7 +263,8 @@ def _per_scale(results: list[dict], benchmark: str, cfg: DictConfig, folder: Pat
         scales.append(
             {
                 "scale": scale,
-                "samples_seen": first["samples_seen"],
+                # at each run's kept checkpoint: the mean over seeds
+                "samples_seen": float(np.mean([r["train"]["samples_seen"] for r in by_seed])),
                 "shards": first["shards"],
                 "training_samples": first["samples"],
                 "seeds": sorted(found[scale]),
@@ -350,7 +354,7 @@ def _summarise(
     for s, v in zip(scales, validation, strict=True):
         per_seed = " / ".join(f"{100 * x:.1f}" for x in s["top1_seeds"])
         lines.append(
-            f"| {s['scale']:g} | {s['shards']} | {s['training_samples']} | {s['samples_seen']} | "
+            f"| {s['scale']:g} | {s['shards']} | {s['training_samples']} | {s['samples_seen']:,.0f} | "
             f"{_percent(s['top1'], s['top1_std'])} | {per_seed} | {_percent(s['top5'])} | "
             f"{_percent(v['top1'], v['top1_std'])} |"
         )

@@ -90,6 +90,30 @@ def test_fixed_budget_runs_are_plotted_against_dataset_size(tmp_path):
     assert "| 0.3 | 12,800 | 1,400 | 6.0 |" in table
 
 
+def test_runs_that_kept_their_best_checkpoint_are_plotted_against_dataset_size_when_asked(tmp_path):
+    # one budget, but each run's best checkpoint by validation came at another step
+    (tmp_path / "runs").mkdir()
+    for scale, size, seen, top1 in (
+        (0.1, 400, 6400, 0.03),
+        (0.3, 1400, 12800, 0.06),
+        (1.0, 4800, 9600, 0.18),
+    ):
+        result = {
+            "benchmark": "synth",
+            "metrics": {"top1": top1},
+            "train": {"scale": scale, "samples_seen": seen, "samples": size, "seed": 0},
+        }
+        (tmp_path / "runs" / f"{scale}.json").write_text(json.dumps(result))
+    assert scaling_report(tmp_path / "runs", tmp_path / "auto")["x"] == "samples_seen"
+    report = scaling_report(tmp_path / "runs", tmp_path / "report", x="dataset_size")
+    assert report["x"] == "dataset_size"
+    assert report["fits"]["synth"]["b"] == pytest.approx(
+        fit_power_law([400, 1400, 4800], [0.03, 0.06, 0.18])["b"]
+    )
+    with pytest.raises(ReportError, match="unknown x axis 'steps'"):
+        scaling_report(tmp_path / "runs", tmp_path / "bad", x="steps")
+
+
 def test_retrieval_benchmarks_are_tabled_beside_classification_by_their_r1(tmp_path):
     (tmp_path / "runs").mkdir()
     write_results(tmp_path / "runs", seeds=(0,))
