@@ -207,12 +207,11 @@ def evaluate(
     else:
         templates = ["{}"]  # captions are used as written
         clips, videos, left_out = _embed(cfg, loaded, encoder, out)
-        row = {id(c): i for i, c in enumerate(clips)}
-        pairs = [(text, data.videos[v]) for text, v in zip(data.captions, data.caption_video, strict=True)]
-        kept = [(text, row[id(clip)]) for text, clip in pairs if id(clip) in row]
-        captions = text_embeddings(encoder, [t for t, _ in kept], cfg.text_batch_size) if kept else None
-        metrics = retrieval_metrics(captions @ videos.T, torch.tensor([v for _, v in kept])) if kept else {}
-        extra = {"captions": len(data.captions), "captions_evaluated": len(kept)}
+        index = {id(c): i for i, c in enumerate(data.videos)}
+        texts, rows = data.captions_of([index[id(c)] for c in clips])
+        captions = text_embeddings(encoder, texts, cfg.text_batch_size) if texts else None
+        metrics = retrieval_metrics(captions @ videos.T, torch.tensor(rows)) if texts else {}
+        extra = {"captions": len(data.captions), "captions_evaluated": len(texts)}
         scoring = {
             "retrieval": {
                 **data.protocol,

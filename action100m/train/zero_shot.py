@@ -75,13 +75,9 @@ class ZeroShotSet:
 def _subset(data: Benchmark | RetrievalSet, chosen: list[int]) -> Benchmark | RetrievalSet:
     if isinstance(data, Benchmark):
         return replace(data, clips=[data.clips[i] for i in chosen])
-    row = {video: r for r, video in enumerate(chosen)}
-    kept = [(text, row[v]) for text, v in zip(data.captions, data.caption_video, strict=True) if v in row]
+    captions, caption_video = data.captions_of(chosen)
     return replace(
-        data,
-        videos=[data.videos[i] for i in chosen],
-        captions=[text for text, _ in kept],
-        caption_video=[r for _, r in kept],
+        data, videos=[data.videos[i] for i in chosen], captions=captions, caption_video=caption_video
     )
 
 
@@ -229,10 +225,9 @@ class ZeroShotValidation(L.Callback):
             classes, _ = class_embeddings(model, data.class_texts, templates, TEXT_BATCH)
             targets = torch.tensor([data.clips[i].label for i in embedded.indices], dtype=torch.long)
             return classification_metrics(videos @ classes.T, targets)
-        row = {video: r for r, video in enumerate(embedded.indices)}
-        kept = [(text, row[v]) for text, v in zip(data.captions, data.caption_video, strict=True) if v in row]
-        captions = text_embeddings(model, [text for text, _ in kept], TEXT_BATCH)
-        return retrieval_metrics(captions @ videos.T, torch.tensor([r for _, r in kept]))
+        texts, rows = data.captions_of(embedded.indices)
+        captions = text_embeddings(model, texts, TEXT_BATCH)
+        return retrieval_metrics(captions @ videos.T, torch.tensor(rows))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.train_seconds = time.perf_counter() - self._started

@@ -82,6 +82,13 @@ class RetrievalSet:
         if bad is not None:
             raise EvalError(f"{self.name}: a caption names video {bad} outside 0..{len(self.videos) - 1}")
 
+    def captions_of(self, videos: Sequence[int]) -> tuple[list[str], list[int]]:
+        """The captions of `videos` (indices into `self.videos`) in caption order, each with the row of its
+        video in `videos`: what retrieval scores when only those videos are embedded."""
+        row = {video: r for r, video in enumerate(videos)}
+        kept = [(text, row[v]) for text, v in zip(self.captions, self.caption_video, strict=True) if v in row]
+        return [text for text, _ in kept], [r for _, r in kept]
+
 
 @dataclass(frozen=True)
 class Source:
