@@ -107,6 +107,30 @@ def _report_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view(args: argparse.Namespace) -> int:
+    from action100m.view import build_site, release_source, shard_source
+
+    if (args.shards is None) == (args.annotations is None):
+        raise UsageError("give a shard set (OUT) or --annotations, not both")
+    if args.videos_dir is not None and args.annotations is None:
+        raise UsageError("--videos-dir goes with --annotations (a shard set holds its videos)")
+    selection = args.videos
+    if selection is not None and len(selection) == 1 and selection[0].isdigit():
+        selection = int(selection[0])
+    elif args.annotations is not None and selection is not None and Path(selection[0]).is_dir():
+        raise UsageError(f"--videos selects videos; give the folder {selection[0]} as --videos-dir")
+    if args.annotations is not None:
+        source = release_source(args.annotations, args.videos_dir, selection)
+    else:
+        source = shard_source(args.shards, selection)
+    summary = build_site(source, args.out, args.per_page, args.workers, progress=True)
+    print(
+        f"view: {summary['videos']} videos, {summary['nodes']} nodes, {summary['pages']} index page(s) "
+        f"-> {Path(args.out) / 'index.html'}"
+    )
+    return 0
+
+
 def _add_official(commands: argparse._SubParsersAction) -> None:
     official = commands.add_parser(
         "official", help="the official release format: export shards, import annotations"
@@ -144,6 +168,44 @@ def _add_official(commands: argparse._SubParsersAction) -> None:
     imp.add_argument("--no-video", action="store_true", help="records only: no video looked up or stored")
     imp.add_argument("--retry-failed", action="store_true", help="rebuild finished shards that had failures")
     imp.set_defaults(func=_official_import)
+
+
+def _add_view(commands: argparse._SubParsersAction) -> None:
+    view = commands.add_parser(
+        "view",
+        help="a static site to browse a shard set or release annotations (opens from file://)",
+        description="Writes SITE/index.html (the videos, paginated) and a page per video: the player, "
+        "the segment tree as a timeline, each node's captions and annotation, leaf thumbnails.",
+    )
+    view.add_argument("shards", nargs="?", metavar="OUT", help="a shard set (OUT or OUT/shards)")
+    view.add_argument(
+        "--annotations", metavar="FILE", help="instead of OUT: release .parquet, .json or .jsonl"
+    )
+    view.add_argument(
+        "--videos-dir",
+        metavar="DIR",
+        help="with --annotations: folder with <video_uid>.mp4|webm|mkv|mov|avi or <video_uid>/<file>; "
+        "a video not there gets a page without a player",
+    )
+    view.add_argument(
+        "--videos",
+        nargs="+",
+        metavar="N|UID",
+        help="one number N: the first N videos by video_uid; else the video_uids to show (default all)",
+    )
+    view.add_argument(
+        "--out", required=True, metavar="SITE", help="the site folder (new, empty or a viewer site)"
+    )
+    view.add_argument(
+        "--per-page", type=int, default=100, metavar="K", help="videos per index page (default 100)"
+    )
+    view.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes making video pages (default 1; the same bytes for any)",
+    )
+    view.set_defaults(func=_view)
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
@@ -192,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(func=_synth)
     _add_official(commands)
+    _add_view(commands)
     stats = commands.add_parser(
         "stats", help="dataset statistics; writes OUT/dataset_card.md and a histogram"
     )

@@ -1,7 +1,7 @@
-"""Decode speed of the two video backends, side by side on the same file in one run.
+"""Decode speed of the three video backends, side by side on the same file in one run.
 
 Reads (a) every 4th frame of the whole video, as segmentation does, and (b) 32 uniform frames of
-each of 20 spans, as captioning does, with decord and with PyAV's one-pass sequential decoder.
+each of 20 spans, as captioning does, with decord, PyAV's one-pass sequential decoder and torchcodec.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from action100m.video import open_video
+from action100m.video import BACKENDS, open_video
 from action100m.video.pattern import moving_square_frames
 from action100m.video.sampling import every_nth_index, uniform_indices
 from action100m.video.writer import write_video
@@ -37,21 +37,34 @@ def main() -> None:
         spans = [(k * info.duration / 20, (k + 1) * info.duration / 20) for k in range(20)]
         per_span = [uniform_indices(a, b, info.fps, info.num_frames, 32) for a, b in spans]
         rates: dict[str, float] = {}
-        for backend in ("decord", "pyav"):
-            elapsed, frames = timed(lambda b=backend: open_video(path, b).read_frames(strided))
+        for backend in BACKENDS:  # imports and library loads are once per process: not decode speed
+            open_video(path, backend).read_frames([0])
+        for backend in BACKENDS:
+            elapsed, _ = timed(lambda b=backend: open_video(path, b).read_frames(strided))
             rates[f"{backend}_strided_fps"] = len(strided) / elapsed
             elapsed, _ = timed(lambda b=backend: [open_video(path, b).read_frames(ix) for ix in per_span])
             rates[f"{backend}_spans_fps"] = 20 * 32 / elapsed
-            print(
-                f"{backend:7s} every 4th frame: {rates[f'{backend}_strided_fps']:8.1f} frames/s   "
-                f"32 frames x 20 spans: {rates[f'{backend}_spans_fps']:8.1f} frames/s"
-            )
-    ratio_strided = rates["pyav_strided_fps"] / rates["decord_strided_fps"]
-    ratio_spans = rates["pyav_spans_fps"] / rates["decord_spans_fps"]
     print(f"video {info.width}x{info.height}, {info.num_frames} frames at {info.fps:g} fps")
     print(
+        f"{'backend':10s} {'every 4th frame/s':>18s} {'vs decord':>9s} {'32 x 20 spans/s':>16s} {'vs decord':>9s}"
+    )
+    ratios: dict[str, float] = {}
+    for backend in BACKENDS:
+        for access in ("strided", "spans"):
+            ratios[f"{backend}_vs_decord_{access}"] = (
+                rates[f"{backend}_{access}_fps"] / rates[f"decord_{access}_fps"]
+            )
+        print(
+            f"{backend:10s} {rates[f'{backend}_strided_fps']:18.1f} {ratios[f'{backend}_vs_decord_strided']:9.2f} "
+            f"{rates[f'{backend}_spans_fps']:16.1f} {ratios[f'{backend}_vs_decord_spans']:9.2f}"
+        )
+    print(
         f"RESULT decord_strided_fps={rates['decord_strided_fps']:.1f} pyav_strided_fps={rates['pyav_strided_fps']:.1f} "
-        f"pyav_vs_decord_strided={ratio_strided:.2f} pyav_vs_decord_spans={ratio_spans:.2f}"
+        f"pyav_vs_decord_strided={ratios['pyav_vs_decord_strided']:.2f} "
+        f"pyav_vs_decord_spans={ratios['pyav_vs_decord_spans']:.2f} "
+        f"torchcodec_strided_fps={rates['torchcodec_strided_fps']:.1f} "
+        f"torchcodec_vs_decord_strided={ratios['torchcodec_vs_decord_strided']:.2f} "
+        f"torchcodec_vs_decord_spans={ratios['torchcodec_vs_decord_spans']:.2f}"
     )
 
 

@@ -89,7 +89,9 @@ class Builder:
                 if entry.duplicate:
                     raise Action100MError(f"duplicate video_uid {uid}; the first one is kept")
                 video = self.cfg.video
-                source = open_readable(entry.path, video.backend.value, uid, video.fallback)
+                source = open_readable(
+                    entry.path, video.backend.value, uid, video.fallback, **video.decoder_options()
+                )
                 info = source.info
                 if not 0 < info.fps <= self.cfg.max_fps:
                     raise Action100MError(f"frame rate {info.fps:g} outside (0, {self.cfg.max_fps:g}]")

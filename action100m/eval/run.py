@@ -117,9 +117,6 @@ def _dataset(
     cfg: EvalConfig, bench: BenchmarkConfig, encoder: VideoTextEncoder, clips: list[Clip]
 ) -> ClipDataset:
     frames = cfg.num_frames or bench.num_frames or encoder.num_frames
-    options = {"num_threads": cfg.video.num_threads}
-    if cfg.video.backend.value == "pyav":
-        options["seek_threshold"] = cfg.video.seek_threshold
     return ClipDataset(
         clips,
         encoder.preprocess,
@@ -127,7 +124,7 @@ def _dataset(
         bench.temporal_views,
         bench.spatial_crops,
         cfg.video.backend.value,
-        options,
+        cfg.video.decoder_options(),
     )
 
 

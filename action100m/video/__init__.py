@@ -1,4 +1,4 @@
-"""Video decoding (decord by default, PyAV), probing, frame-index sampling, transforms and writing."""
+"""Video decoding (decord by default, PyAV, torchcodec), probing, frame sampling, transforms, writing."""
 
 from __future__ import annotations
 
@@ -16,14 +16,22 @@ from action100m.video.source import (
     VideoNotFoundError,
     VideoSource,
 )
+from action100m.video.torchcodec_backend import TorchCodecSource
 
-BACKENDS: dict[str, type[VideoSource]] = {"decord": DecordSource, "pyav": PyAVSource}
+# Order is the fallback order after the configured backend. torchcodec comes last: it links the system
+# FFmpeg, so on a video that both decord's and PyAV's FFmpeg refuse it is a third, independent try.
+BACKENDS: dict[str, type[VideoSource]] = {
+    "decord": DecordSource,
+    "pyav": PyAVSource,
+    "torchcodec": TorchCodecSource,
+}
 
 
 def open_video(
     src: VideoInput, backend: str = "decord", name: str | None = None, **options: Any
 ) -> VideoSource:
-    """A lazily-opened `VideoSource` for a path or bytes, read with `backend` ("decord" or "pyav")."""
+    """A lazily-opened `VideoSource` for a path or bytes, read with `backend` ("decord", "pyav" or
+    "torchcodec")."""
     try:
         source_class = BACKENDS[backend]
     except KeyError:
@@ -84,6 +92,7 @@ __all__ = [
     "DecordSource",
     "FrameIndexError",
     "PyAVSource",
+    "TorchCodecSource",
     "VideoDecodeError",
     "VideoError",
     "VideoInfo",

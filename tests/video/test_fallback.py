@@ -35,8 +35,9 @@ def assert_one_readable_line(message: str) -> None:
 
 
 def test_the_chain_starts_with_the_configured_backend():
-    assert backend_chain("decord") == ["decord", "pyav"]
-    assert backend_chain("pyav") == ["pyav", "decord"]
+    assert backend_chain("decord") == ["decord", "pyav", "torchcodec"]
+    assert backend_chain("pyav") == ["pyav", "decord", "torchcodec"]
+    assert backend_chain("torchcodec") == ["torchcodec", "decord", "pyav"]
     assert backend_chain("decord", fallback=False) == ["decord"]
     with pytest.raises(ValueError, match="unknown video backend 'ffmpeg'"):
         backend_chain("ffmpeg")

@@ -43,7 +43,7 @@ class DataConfig:
     shuffle_buffer: int = 1000
     open_shards: int = 4  # shards each worker reads at once, taking their videos in turn
     seed: int = 0
-    video_backend: VideoBackend = VideoBackend.decord
+    video_backend: VideoBackend = VideoBackend.decord  # not torchcodec: see action100m/config.py VideoConfig
     decode_threads: int = 1  # per worker
     max_consecutive_failures: int = 200  # unreadable samples in a row before the run stops
     val_shards: str | None = None  # a separate shard set for validation; none: no validation
