@@ -131,6 +131,68 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate_build(args: argparse.Namespace) -> int:
+    from action100m.report.estimate import estimate_build, format_build, load_estimate_config
+    from action100m.report.estimate_inputs import read_results, tree_stats
+
+    cfg = load_estimate_config(args.overrides)
+    results = read_results(args.results, args.allow_quick) if args.results else None
+    tree = tree_stats(args.tree, cfg.tree.min_refine_duration) if args.tree else None
+    report = estimate_build(cfg, args.videos, args.hours_per_video, results, tree)
+    print(format_build(report), end="")
+    if args.out:
+        print(f"wrote {write_json_atomic(args.out, report)}")
+    return 0
+
+
+def _estimate_train(args: argparse.Namespace) -> int:
+    from action100m.report.estimate import estimate_train, format_train, load_estimate_config
+    from action100m.report.estimate_inputs import read_results
+
+    results = read_results(args.results, args.allow_quick) if args.results else None
+    report = estimate_train(load_estimate_config(args.overrides), args.samples_seen, args.gpus, results)
+    print(format_train(report), end="")
+    if args.out:
+        print(f"wrote {write_json_atomic(args.out, report)}")
+    return 0
+
+
+def _add_estimate(commands: argparse._SubParsersAction) -> None:
+    estimate = commands.add_parser(
+        "estimate", help="GPU-hour estimates of the build and of training, beside the paper's figures"
+    )
+    actions = estimate.add_subparsers(dest="action", required=True)
+    build = actions.add_parser(
+        "build",
+        help="GPU-hours per stage: segmentation, frame and segment captions, refinement",
+        description="Throughputs and per-node work come from configs/estimate.yaml (marked configured) "
+        "unless --from or --tree measured them (marked measured).",
+    )
+    build.add_argument("--videos", type=int, required=True, help="videos to build")
+    build.add_argument("--hours-per-video", type=float, required=True, help="mean video length in hours")
+    build.add_argument(
+        "--tree", metavar="RECORDS", help="measure tree size and tokens: release annotations or a shard set"
+    )
+    train = actions.add_parser("train", help="GPU-hours and wall-clock of a VL-JEPA training budget")
+    train.add_argument("--samples-seen", type=float, required=True, help="training samples seen")
+    train.add_argument("--gpus", type=int, default=192, help="data-parallel GPUs (default 192, the paper's)")
+    for action, func in ((build, _estimate_build), (train, _estimate_train)):
+        action.add_argument(
+            "--from",
+            dest="results",
+            metavar="RESULTS.json",
+            help="measured figures from benchmarks/gpu_paper_presets.py",
+        )
+        action.add_argument(
+            "--allow-quick", action="store_true", help="accept results made with --quick (reduced models)"
+        )
+        action.add_argument("--out", metavar="JSON", help="also write the estimate as JSON")
+        action.add_argument(
+            "overrides", nargs="*", help="config overrides, key=value (configs/estimate.yaml)"
+        )
+        action.set_defaults(func=func)
+
+
 def _add_official(commands: argparse._SubParsersAction) -> None:
     official = commands.add_parser(
         "official", help="the official release format: export shards, import annotations"
@@ -284,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scaling.add_argument("--out", required=True, help="folder for scaling.png, scaling.md, scaling.json")
     scaling.set_defaults(func=_report_scaling)
+    _add_estimate(commands)
     tiny = commands.add_parser(
         "tiny-model", help="save a tiny random-init model with a real tokenizer to a directory (for vLLM)"
     )

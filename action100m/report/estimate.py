@@ -1,0 +1,410 @@
+"""GPU-hour estimates of building the dataset and of training VL-JEPA, beside the paper's figures.
+
+Each stage's GPU time is its work per video over a throughput: V-JEPA 2 windows over windows/s for
+segmentation; prefill and decode tokens over a vLLM server's tokens/s for the captioners and the LLM.
+Work and throughputs come from configs/estimate.yaml ("configured"), or from a GPU benchmark's results
+(benchmarks/gpu_paper_presets.py) and a built tree ("measured"); every figure says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from action100m.config import load_config
+from action100m.errors import ConfigError
+from action100m.report.estimate_inputs import MEASURED, EstimateError, measured_source, result_number
+
+CONFIGURED = "configured"
+PER_HOUR, OUTPUT = "per hour of video", "output tokens/node"
+QUICK_WARNING = "WARNING: the results file was made with --quick: its figures are of reduced models"
+# The Action100M paper: segmentation + captioning ≈ 1.3M V100-h and refinement ≈ 0.3M H100-h for
+# 1.2M videos; VL-JEPA saw ≈ 3.3B samples on 24 nodes x 8 H200 in 4 weeks.
+PAPER_VIDEOS = 1_200_000
+PAPER_BUILD_HOURS = {"segmentation + captioning": (1.3e6, "V100"), "refinement": (0.3e6, "H100")}
+PAPER_TRAIN = {"samples_seen": 3.3e9, "gpus": 192, "gpu": "H200", "gpu_hours": 192 * 28 * 24.0}
+
+
+@dataclass
+class SegmentationCost:
+    gpu: str = MISSING
+    source_fps: float = MISSING
+    frame_step: int = MISSING
+    window: int = MISSING
+    window_stride: int = MISSING
+    windows_per_s: float = MISSING
+
+
+@dataclass
+class TreeCost:
+    nodes_per_hour: float = MISSING
+    leaves_per_hour: float = MISSING
+    refined_per_hour: float = MISSING
+    min_refine_duration: float = MISSING
+
+
+@dataclass
+class CaptionerCost:
+    gpu: str = MISSING
+    requests_per_node: int = MISSING
+    media_tokens: float = MISSING  # image or video tokens per request
+    text_tokens: float = MISSING
+    output_tokens_per_node: float = MISSING
+    prefill_tokens_per_s: float = MISSING
+    decode_tokens_per_s: float = MISSING
+
+
+@dataclass
+class RefineCost:
+    gpu: str = MISSING
+    rounds: int = MISSING
+    prompt_tokens: float = MISSING
+    answer_tokens: float = MISSING
+    reasoning_tokens: float = MISSING
+    refine_tokens: float = MISSING
+    prefix_caching: bool = MISSING
+    prefill_tokens_per_s: float = MISSING
+    decode_tokens_per_s: float = MISSING
+
+
+@dataclass
+class TrainCost:
+    gpu: str = MISSING
+    batch_per_gpu: int = MISSING
+    step_s: float = MISSING
+
+
+@dataclass
+class EstimateConfig:
+    # Every value is set in configs/estimate.yaml, beside the note on where it comes from.
+    segmentation: SegmentationCost = field(default_factory=SegmentationCost)
+    tree: TreeCost = field(default_factory=TreeCost)
+    frame_captioner: CaptionerCost = field(default_factory=CaptionerCost)
+    segment_captioner: CaptionerCost = field(default_factory=CaptionerCost)
+    refine: RefineCost = field(default_factory=RefineCost)
+    train: TrainCost = field(default_factory=TrainCost)
+
+
+_POSITIVE = (
+    "segmentation.source_fps",
+    "segmentation.frame_step",
+    "segmentation.window",
+    "segmentation.window_stride",
+    "segmentation.windows_per_s",
+    *(
+        f"{s}.{r}_tokens_per_s"
+        for s in ("frame_captioner", "segment_captioner", "refine")
+        for r in ("prefill", "decode")
+    ),
+    "refine.rounds",
+    "train.batch_per_gpu",
+    "train.step_s",
+)
+
+
+def load_estimate_config(overrides: list[str] | tuple[str, ...] = ()) -> EstimateConfig:
+    """configs/estimate.yaml with `key=value` overrides, checked against the schema."""
+    ConfigStore.instance().store(name="estimate_schema", node=EstimateConfig)
+    cfg = OmegaConf.to_object(load_config("estimate", overrides))
+    assert isinstance(cfg, EstimateConfig)
+    for key in _POSITIVE:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) <= 0:  # a rate of 0 would divide by zero
+            raise ConfigError(f"config key '{key}': must be positive")
+    return cfg
+
+
+@dataclass
+class Figure:
+    """One input of an estimate: its value, unit, and where it came from."""
+
+    name: str
+    value: float | str
+    unit: str = ""
+    source: str = CONFIGURED
+
+
+Part = tuple[Figure, float, list[Figure]]  # a stage's GPU, GPU-seconds per video and inputs
+
+
+# -- build ----------------------------------------------------------------------------------------
+
+
+def windows_per_video(seconds: float, seg: SegmentationCost) -> int:
+    """V-JEPA 2 windows over one video, as data_build/segment.py places them (a flush last window)."""
+    kept = len(range(0, int(seconds * seg.source_fps), seg.frame_step))
+    if kept <= seg.window:
+        return 1
+    starts = len(range(0, kept - seg.window + 1, seg.window_stride))
+    return starts + (1 if (starts - 1) * seg.window_stride + seg.window < kept else 0)
+
+
+def _stage(name: str, gpu: Figure, seconds: float, videos: int, figures: list[Figure]) -> dict[str, Any]:
+    return {
+        "stage": name,
+        "gpu": asdict(gpu),
+        "gpu_s_per_video": seconds,
+        "gpu_hours": seconds * videos / 3600,
+        "figures": [asdict(f) for f in figures],
+    }
+
+
+def _served_seconds(
+    prefill: float, decode: float, prefill_rate: float, decode_rate: float
+) -> tuple[float, list[Figure]]:
+    """GPU-seconds of a vLLM stage, with its two throughputs as figures."""
+    rates = [Figure("prefill tokens/s", prefill_rate), Figure("decode tokens/s", decode_rate)]
+    return prefill / prefill_rate + decode / decode_rate, rates
+
+
+def _segmentation(cfg: EstimateConfig, seconds: float, results: dict[str, Any] | None) -> Part:
+    seg = cfg.segmentation
+    windows = windows_per_video(seconds, seg)
+    unit = "V-JEPA 2 ViT-g-384 windows per second"
+    rate, gpu = Figure("windows/s", seg.windows_per_s, unit), Figure("gpu", seg.gpu)
+    if results is not None:
+        rate = Figure(rate.name, result_number(results, "vitg_windows_per_s"), unit, measured_source(results))
+        gpu = Figure("gpu", results["environment"]["gpu"], source=measured_source(results))
+    kept = f"{seg.window} of every {seg.frame_step}th frame, stride {seg.window_stride}"
+    figures = [Figure("source fps", seg.source_fps), Figure("windows/video", windows, kept), rate]
+    return gpu, windows / float(rate.value), figures
+
+
+def _captions(cap: CaptionerCost, nodes_per_hour: Figure, output: Figure, hours: float) -> Part:
+    nodes = float(nodes_per_hour.value) * hours
+    prompt = cap.media_tokens + cap.text_tokens
+    seconds, rates = _served_seconds(
+        nodes * cap.requests_per_node * prompt,
+        nodes * float(output.value),
+        cap.prefill_tokens_per_s,
+        cap.decode_tokens_per_s,
+    )
+    figures = [
+        nodes_per_hour,
+        Figure("requests/node", cap.requests_per_node),
+        Figure("prompt tokens/request", prompt, "image/video + text"),
+        output,
+        *rates,
+    ]
+    return Figure("gpu", cap.gpu), seconds, figures
+
+
+def _refinement(
+    ref: RefineCost, nodes_per_hour: Figure, prompt: Figure, answer: Figure, hours: float
+) -> Part:
+    # Each later round re-sends the conversation: the first request, then per earlier round its answer
+    # and the refine request.
+    added, rounds = float(answer.value) + ref.refine_tokens, ref.rounds
+    if ref.prefix_caching:
+        prefill = float(prompt.value) + (rounds - 1) * added
+    else:
+        prefill = rounds * float(prompt.value) + added * rounds * (rounds - 1) / 2
+    nodes = float(nodes_per_hour.value) * hours
+    seconds, rates = _served_seconds(
+        nodes * prefill,
+        nodes * rounds * (float(answer.value) + ref.reasoning_tokens),
+        ref.prefill_tokens_per_s,
+        ref.decode_tokens_per_s,
+    )
+    figures = [
+        nodes_per_hour,
+        Figure("rounds", rounds),
+        prompt,
+        answer,
+        Figure("reasoning tokens", ref.reasoning_tokens, "per round"),
+        Figure("refine request tokens", ref.refine_tokens, "per later round"),
+        Figure("prefix caching", str(ref.prefix_caching).lower()),
+        *rates,
+    ]
+    return Figure("gpu", ref.gpu), seconds, figures
+
+
+def estimate_build(
+    cfg: EstimateConfig,
+    videos: int,
+    hours_per_video: float,
+    results: dict[str, Any] | None = None,
+    tree: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Per-stage GPU-seconds per video and GPU-hours for `videos` videos of `hours_per_video` each;
+    `results` (read_results) measures segmentation, `tree` (tree_stats) the tree's size and tokens."""
+    if videos <= 0 or hours_per_video <= 0:
+        raise EstimateError("--videos and --hours-per-video must be positive")
+
+    def figure(key: str, name: str, configured: float, unit: str = "") -> Figure:
+        # A tree without annotations measures no answers (0): the configured figure stays.
+        if tree is not None and tree[key]:
+            return Figure(name, tree[key], unit, f"{MEASURED}: tree")
+        return Figure(name, configured, unit)
+
+    fc, sc, ref, hours = cfg.frame_captioner, cfg.segment_captioner, cfg.refine, hours_per_video
+    leaves = figure("leaves_per_hour", "leaves/hour", cfg.tree.leaves_per_hour, PER_HOUR)
+    nodes = figure("nodes_per_hour", "nodes/hour", cfg.tree.nodes_per_hour, PER_HOUR)
+    refined = figure("refined_per_hour", "refined nodes/hour", cfg.tree.refined_per_hour, PER_HOUR)
+    parts = {
+        "segmentation": _segmentation(cfg, hours * 3600, results),
+        "frame captions": _captions(
+            fc, leaves, figure("frame_output_tokens", OUTPUT, fc.output_tokens_per_node), hours
+        ),
+        "segment captions": _captions(
+            sc, nodes, figure("segment_output_tokens", OUTPUT, sc.output_tokens_per_node), hours
+        ),
+        "refinement": _refinement(
+            ref,
+            refined,
+            figure("refine_prompt_tokens", "prompt tokens", ref.prompt_tokens, "first request"),
+            figure("refine_answer_tokens", "answer tokens", ref.answer_tokens, "per round"),
+            hours,
+        ),
+    }
+    stages = [_stage(name, gpu, seconds, videos, figures) for name, (gpu, seconds, figures) in parts.items()]
+
+    totals: dict[str, float] = {}
+    for stage in stages:
+        totals[stage["gpu"]["value"]] = totals.get(stage["gpu"]["value"], 0.0) + stage["gpu_hours"]
+    build = sum(s["gpu_hours"] for s in stages[:3])
+    paper = {
+        name: {
+            "gpu": gpu_name,
+            "gpu_hours": paper_hours,
+            "gpu_s_per_video": paper_hours * 3600 / PAPER_VIDEOS,
+            "gpu_hours_at_these_videos": paper_hours * videos / PAPER_VIDEOS,
+        }
+        for name, (paper_hours, gpu_name) in PAPER_BUILD_HOURS.items()
+    }
+    return {
+        "videos": videos,
+        "hours_per_video": hours_per_video,
+        "stages": stages,
+        "totals_by_gpu": totals,
+        "segmentation + captioning": {
+            "gpu_hours": build,
+            "gpus": sorted({s["gpu"]["value"] for s in stages[:3]}),
+        },
+        "refinement": {"gpu_hours": stages[3]["gpu_hours"], "gpus": [stages[3]["gpu"]["value"]]},
+        "paper": {"videos": PAPER_VIDEOS, **paper},
+        "tree": tree,
+        "quick_results": _quick(results),
+    }
+
+
+def _quick(results: dict[str, Any] | None) -> bool:
+    return bool(results and results["environment"].get("quick"))
+
+
+def _warning(report: dict[str, Any]) -> list[str]:
+    return [QUICK_WARNING, ""] if report["quick_results"] else []
+
+
+def _mark(source: str) -> str:
+    return f"[{source}]"
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.3g}"  # small test runs keep 3 digits
+
+
+def format_build(report: dict[str, Any]) -> str:
+    """The estimate as a text table, each input with its source."""
+    videos, hpv = report["videos"], report["hours_per_video"]
+    row = "{:<22} {:<26} {:>12} {:>12}"
+    lines = [
+        *_warning(report),
+        f"GPU-hour estimate: {videos:,} videos x {hpv:g} h ({hpv * 3600:,.1f} s each)",
+        "",
+        row.format("stage", "GPU", "GPU-s/video", "GPU-hours"),
+    ]
+    for stage in report["stages"]:
+        gpu = f"{stage['gpu']['value']} {_mark(stage['gpu']['source'].split(':')[0])}"
+        lines.append(
+            row.format(stage["stage"], gpu, f"{stage['gpu_s_per_video']:,.1f}", _hours(stage["gpu_hours"]))
+        )
+    for gpu, hours in report["totals_by_gpu"].items():
+        lines.append(row.format(f"total {gpu}", "", f"{hours * 3600 / videos:,.1f}", _hours(hours)))
+    paper_videos = report["paper"]["videos"]
+    lines += ["", f"beside the paper ({paper_videos:,} videos, 0.107 h on average):"]
+    for name in PAPER_BUILD_HOURS:
+        ours, paper = report[name], report["paper"][name]
+        lines += [
+            name,
+            row.format(
+                "  estimate",
+                "+".join(ours["gpus"]),
+                f"{ours['gpu_hours'] * 3600 / videos:,.1f}",
+                _hours(ours["gpu_hours"]),
+            ),
+            row.format(
+                "  paper", paper["gpu"], f"{paper['gpu_s_per_video']:,.1f}", _hours(paper["gpu_hours"])
+            ),
+        ]
+        if videos != paper_videos:
+            at = _hours(paper["gpu_hours_at_these_videos"])
+            lines.append(row.format(f"  paper at {videos:,} videos", paper["gpu"], "", at))
+    lines += ["", "inputs:"]
+    for stage in report["stages"]:
+        lines.append(f"  {stage['stage']}:")
+        for fig in stage["figures"]:
+            value = f"{fig['value']:,.6g}" if isinstance(fig["value"], (int, float)) else fig["value"]
+            unit = f" ({fig['unit']})" if fig["unit"] else ""
+            lines.append(f"    {fig['name']}: {value}{unit} {_mark(fig['source'])}")
+    if report["tree"]:
+        tree = report["tree"]
+        lines.append(
+            f"  tree measured on {tree['videos']} videos, {tree['hours']:.2f} h (tokens: estimate-v1)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- train ----------------------------------------------------------------------------------------
+
+
+def estimate_train(
+    cfg: EstimateConfig, samples_seen: float, gpus: int, results: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """GPU-hours of seeing `samples_seen` samples at the per-GPU batch's step time, and the wall-clock on
+    `gpus` data-parallel GPUs."""
+    if samples_seen <= 0 or gpus <= 0:
+        raise EstimateError("--samples-seen and --gpus must be positive")
+    batch = Figure("batch/GPU", cfg.train.batch_per_gpu)
+    step = Figure("step s", cfg.train.step_s, "seconds per step at that batch")
+    gpu = Figure("gpu", cfg.train.gpu)
+    if results is not None:
+        source = measured_source(results)
+        batch_size = int(result_number(results, "max_batch_per_gpu", int))
+        batch = Figure(batch.name, batch_size, "results.max_batch_per_gpu", source)
+        step = Figure(step.name, result_number(results, f"vljepa_step_s_b{batch_size}"), step.unit, source)
+        gpu = Figure("gpu", results["environment"]["gpu"], source=source)
+    gpu_hours = samples_seen / float(batch.value) * float(step.value) / 3600
+    paper_rate = PAPER_TRAIN["gpu_hours"] / PAPER_TRAIN["samples_seen"]
+    return {
+        "samples_seen": samples_seen,
+        "gpus": gpus,
+        "gpu": asdict(gpu),
+        "figures": [asdict(batch), asdict(step)],
+        "gpu_hours": gpu_hours,
+        "wall_clock_hours": gpu_hours / gpus,
+        "paper": {**PAPER_TRAIN, "gpu_hours_at_these_samples": paper_rate * samples_seen},
+        "quick_results": _quick(results),
+    }
+
+
+def format_train(report: dict[str, Any]) -> str:
+    gpu, paper = report["gpu"], report["paper"]
+    wall = report["wall_clock_hours"]
+    lines = [
+        *_warning(report),
+        f"VL-JEPA training estimate: {report['samples_seen']:,.0f} samples seen",
+        f"  GPU-hours: {_hours(report['gpu_hours'])} {gpu['value']}-h {_mark(gpu['source'])}",
+        f"  wall-clock on {report['gpus']} GPUs: {wall:,.1f} h ({wall / 24:,.1f} days)",
+        f"  paper: {paper['samples_seen'] / 1e9:g}B samples, {_hours(paper['gpu_hours'])} {paper['gpu']}-h "
+        f"({paper['gpus']} GPUs, 4 weeks); {_hours(paper['gpu_hours_at_these_samples'])} "
+        f"{paper['gpu']}-h at these samples",
+        "inputs:",
+    ]
+    for fig in report["figures"]:
+        unit = f" ({fig['unit']})" if fig["unit"] else ""
+        lines.append(f"  {fig['name']}: {fig['value']:,.6g}{unit} {_mark(fig['source'])}")
+    return "\n".join(lines) + "\n"

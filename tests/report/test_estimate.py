@@ -1,0 +1,200 @@
+import json
+
+import pytest
+
+from action100m.cli import main
+from action100m.dataset.official import Annotations, from_official
+from action100m.dataset.shards import write_tar
+from action100m.errors import ConfigError
+from action100m.report.estimate import estimate_build, estimate_train, load_estimate_config, windows_per_video
+from action100m.report.estimate_inputs import EstimateError, read_results, tree_stats
+from data_build.segment import window_starts
+
+# Round throughputs, so that each stage's GPU-seconds per video can be worked out by hand below.
+SMALL = [
+    "segmentation.source_fps=10",
+    "segmentation.windows_per_s=2",
+    "tree.leaves_per_hour=100",
+    "tree.nodes_per_hour=200",
+    "tree.refined_per_hour=50",
+    "frame_captioner.media_tokens=990",
+    "frame_captioner.text_tokens=10",
+    "frame_captioner.output_tokens_per_node=100",
+    "frame_captioner.prefill_tokens_per_s=1000",
+    "frame_captioner.decode_tokens_per_s=100",
+    "segment_captioner.media_tokens=490",
+    "segment_captioner.text_tokens=10",
+    "segment_captioner.output_tokens_per_node=50",
+    "segment_captioner.prefill_tokens_per_s=1000",
+    "segment_captioner.decode_tokens_per_s=100",
+    "refine.prompt_tokens=1000",
+    "refine.answer_tokens=90",
+    "refine.reasoning_tokens=110",
+    "refine.refine_tokens=10",
+    "refine.prefill_tokens_per_s=1100",
+    "refine.decode_tokens_per_s=300",
+    "train.batch_per_gpu=16",
+    "train.step_s=2",
+]
+
+
+def write_results(path, quick=False, **results):
+    values = {"vitg_windows_per_s": 10.0, "max_batch_per_gpu": 32, "vljepa_step_s_b32": 0.5, **results}
+    path.write_text(json.dumps({"environment": {"gpu": "NVIDIA H200", "quick": quick}, "results": values}))
+    return path
+
+
+def by_stage(report):
+    return {stage["stage"]: stage for stage in report["stages"]}
+
+
+def test_windows_per_video_places_windows_as_the_segment_stage():
+    cfg = load_estimate_config(SMALL).segmentation
+    for seconds in (0.5, 6.4, 25.6, 26.0, 360.0, 1234.5):
+        kept = len(range(0, int(seconds * cfg.source_fps), cfg.frame_step))
+        assert windows_per_video(seconds, cfg) == len(window_starts(kept, cfg.window, cfg.window_stride))
+
+
+def test_build_arithmetic_matches_a_hand_computation():
+    # 10 videos of 0.1 h = 360 s. Segmentation: 3,600 frames, 900 kept, windows at 0, 8, ..., 832 (105)
+    # and one flush with the end: 106 windows at 2/s = 53 s. Frame captions: 10 leaves x (1,000 prompt
+    # tokens at 1,000/s + 100 output at 100/s) = 20 s. Segment captions: 20 nodes x (2 x 500 at 1,000/s
+    # + 50 at 100/s) = 30 s. Refinement: 5 nodes x 3 rounds: prefill 1,000 + 1,100 + 1,200 at 1,100/s
+    # (15 s) and 3 x 200 output at 300/s (10 s) = 25 s.
+    report = estimate_build(load_estimate_config(SMALL), 10, 0.1)
+    stages = by_stage(report)
+    seconds = {name: stage["gpu_s_per_video"] for name, stage in stages.items()}
+    assert seconds == pytest.approx(
+        {"segmentation": 53.0, "frame captions": 20.0, "segment captions": 30.0, "refinement": 25.0}
+    )
+    assert stages["segmentation"]["gpu_hours"] == pytest.approx(530 / 3600)
+    assert report["totals_by_gpu"] == pytest.approx({"V100": 1030 / 3600, "H100": 250 / 3600})
+    assert report["segmentation + captioning"]["gpu_hours"] == pytest.approx(1030 / 3600)
+    sources = {fig["source"] for stage in report["stages"] for fig in stage["figures"]}
+    assert sources == {"configured"}
+    # The paper's figures, per video and scaled to these 10 videos.
+    paper = report["paper"]["refinement"]
+    assert paper["gpu_s_per_video"] == pytest.approx(900) and paper["gpu_hours_at_these_videos"] == 2.5
+
+    cached = by_stage(estimate_build(load_estimate_config([*SMALL, "refine.prefix_caching=true"]), 10, 0.1))
+    # Only each round's new tokens are prefilled: 5 x (1,000 + 2 x 100) at 1,100/s, + the same 10 s.
+    assert cached["refinement"]["gpu_s_per_video"] == pytest.approx(6000 / 1100 + 10)
+
+
+def test_results_replace_segmentation_and_training_figures_and_say_measured(tmp_path):
+    results = read_results(write_results(tmp_path / "r.json"))
+    cfg = load_estimate_config(SMALL)
+    stage = by_stage(estimate_build(cfg, 10, 0.1, results))["segmentation"]
+    assert stage["gpu_s_per_video"] == pytest.approx(10.6)  # 106 windows at 10/s
+    assert stage["gpu"] == {"name": "gpu", "value": "NVIDIA H200", "unit": "", "source": "measured: r.json"}
+    assert [f["source"] for f in stage["figures"] if f["name"] == "windows/s"] == ["measured: r.json"]
+
+    configured = estimate_train(cfg, 3200, 4)
+    assert configured["gpu_hours"] == pytest.approx(3200 / 16 * 2 / 3600)
+    train = estimate_train(cfg, 3200, 4, results)
+    # batch 32 from max_batch_per_gpu, 0.5 s per step from vljepa_step_s_b32: 100 steps = 50 GPU-s.
+    assert train["gpu_hours"] == pytest.approx(50 / 3600)
+    assert train["wall_clock_hours"] == pytest.approx(50 / 3600 / 4)
+    assert {f["source"] for f in train["figures"]} == {"measured: r.json"}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vitg_windows_per_s": None}, "'results.vitg_windows_per_s' must be a positive float, got missing"),
+        ({"vitg_windows_per_s": "fast"}, "'results.vitg_windows_per_s' must be a positive float, got 'fast'"),
+        ({"vitg_windows_per_s": True}, "'results.vitg_windows_per_s' must be a positive float, got True"),
+        ({"max_batch_per_gpu": 32.5}, "'results.max_batch_per_gpu' must be a positive int, got 32.5"),
+        ({"vljepa_step_s_b32": None}, "'results.vljepa_step_s_b32' must be a positive float, got missing"),
+    ],
+)
+def test_bad_results_are_one_line_errors_naming_file_and_key(tmp_path, capsys, change, message):
+    path = write_results(tmp_path / "r.json", **change)
+    data = json.loads(path.read_text())
+    data["results"] = {k: v for k, v in data["results"].items() if v is not None}
+    path.write_text(json.dumps(data))
+    action = "build" if "vitg" in message else "train"
+    args = ["--videos", "1", "--hours-per-video", "0.1"] if action == "build" else ["--samples-seen", "10"]
+    assert main(["estimate", action, *args, "--from", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"action100m estimate {action}: error: {path}: {message}\n"
+
+
+def test_unreadable_or_incomplete_results_are_refused(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(EstimateError, match="bad.json: cannot read results"):
+        read_results(bad)
+    bad.write_text(json.dumps({"environment": {"quick": False}, "results": {}}))
+    with pytest.raises(EstimateError, match="'environment.gpu' is missing"):
+        read_results(bad)
+    bad.write_text(json.dumps({"environment": {"gpu": "A100"}}))
+    with pytest.raises(EstimateError, match="'results' is missing"):
+        read_results(bad)
+
+
+def test_quick_results_are_refused_unless_allowed_and_then_flagged(tmp_path, capsys):
+    path = write_results(tmp_path / "quick.json", quick=True)
+    assert main(["estimate", "build", "--videos", "1", "--hours-per-video", "0.1", "--from", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "made with --quick" in err and "--allow-quick" in err
+    args = ["estimate", "train", "--samples-seen", "10", "--from", str(path), "--allow-quick"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("WARNING: the results file was made with --quick")
+    assert "[measured: quick.json (QUICK: reduced models)]" in printed
+
+
+def test_config_errors_are_one_line(capsys):
+    with pytest.raises(ConfigError, match="must be positive"):
+        load_estimate_config(["refine.decode_tokens_per_s=0"])
+    assert main(["estimate", "train", "--samples-seen", "10", "train.nope=1"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_prints_the_table_and_writes_the_same_json_bytes(tmp_path, capsys):
+    out = tmp_path / "est" / "build.json"
+    args = ["estimate", "build", "--videos", "1200000", "--hours-per-video", "0.107", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for text in ("segmentation", "frame captions", "segment captions", "refinement", "total V100"):
+        assert text in printed
+    paper = [line.split() for line in printed.splitlines() if line.startswith("  paper")]
+    assert paper == [["paper", "V100", "3,900.0", "1,300,000"], ["paper", "H100", "900.0", "300,000"]]
+    assert "[configured]" in printed and "[measured" not in printed
+    first = out.read_bytes()
+    assert json.loads(first)["videos"] == 1_200_000
+    assert main(args) == 0
+    assert out.read_bytes() == first
+    assert [p.name for p in out.parent.iterdir()] == ["build.json"]  # no temp file left beside it
+
+    assert (
+        main(["estimate", "build", "--videos", "1", "--hours-per-video", "0.1", "--out", str(tmp_path)]) == 2
+    )
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_train_prints_gpu_hours_and_wall_clock(capsys):
+    args = ["estimate", "train", "--samples-seen", "3.3e9", "--gpus", "192"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    # The configured step time is the paper's own rate: about its 129,024 H200-h, 4 weeks on 192 GPUs.
+    assert "GPU-hours: 128,906 H200-h [configured]" in printed
+    assert "wall-clock on 192 GPUs: 671.4 h (28.0 days)" in printed
+
+
+def test_tree_measures_node_counts_and_tokens(official_sample, tmp_path):
+    tree = tree_stats(official_sample, 4.0)
+    # The same record in a shard set measures the same tree.
+    record = from_official(Annotations(official_sample).rows([0])[0])
+    write_tar(tmp_path / "shards" / "a.tar", [(record.video_uid, {"json": record.to_json().encode()})])
+    (tmp_path / "shards" / "a.tar.done").touch()
+    assert tree_stats(tmp_path, 4.0) == tree
+    with pytest.raises(EstimateError, match="cannot read the tree"):
+        tree_stats(tmp_path / "nothing", 4.0)
+    assert tree["videos"] == 1 and tree["nodes_per_hour"] == pytest.approx(917 / 689.83 * 3600, rel=1e-4)
+    assert tree["refine_prompt_tokens"] > 1000
+    report = estimate_build(load_estimate_config(), 10, 0.1, tree=tree)
+    refined = by_stage(report)["refinement"]["figures"][0]
+    assert refined["name"] == "refined nodes/hour" and refined["source"] == "measured: tree"
+    assert refined["value"] == pytest.approx(262 / 689.83 * 3600, rel=1e-4)
