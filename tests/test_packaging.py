@@ -23,10 +23,12 @@ import action100m, data_build
 import data_build.config  # registers the build schema
 from action100m.config import CONFIG_DIR, load_config
 from action100m.eval.config import register_eval_configs
+from action100m.report.estimate import register_estimate_configs
 from action100m.train.config import register_train_configs
 
 register_train_configs()
 register_eval_configs()
+register_estimate_configs()
 target = sys.argv[1]
 composed, seen_keys = set(), set()
 
@@ -38,7 +40,7 @@ def choices(primary, overrides):
     return {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
 
 
-for primary in ("build", "train", "eval", "demo"):
+for primary in ("build", "train", "eval", "demo", "estimate"):
     queue = [[]]
     while queue:
         overrides = queue.pop()

@@ -105,9 +105,14 @@ _POSITIVE = (
 )
 
 
+def register_estimate_configs() -> None:
+    """Store the schema estimate.yaml names. Safe to call again."""
+    ConfigStore.instance().store(name="estimate_schema", node=EstimateConfig)
+
+
 def load_estimate_config(overrides: list[str] | tuple[str, ...] = ()) -> EstimateConfig:
     """configs/estimate.yaml with `key=value` overrides, checked against the schema."""
-    ConfigStore.instance().store(name="estimate_schema", node=EstimateConfig)
+    register_estimate_configs()
     cfg = OmegaConf.to_object(load_config("estimate", overrides))
     assert isinstance(cfg, EstimateConfig)
     for key in _POSITIVE:
