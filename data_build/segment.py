@@ -26,7 +26,7 @@ from action100m.backends.config import serving
 from action100m.dataset.schema import Node
 from action100m.errors import StageError
 from action100m.video import VideoError, VideoSource
-from action100m.video.sampling import every_nth_index
+from action100m.video.sampling import every_nth_index, window_starts
 from action100m.video.transforms import (
     center_crop,
     normalize,
@@ -69,17 +69,6 @@ class SegmentTree:
 
 
 # -- windows over the kept frames -----------------------------------------------------------------
-
-
-def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
-    """Starts of the windows over `num_frames` kept frames: every `stride`, plus one flush with the end
-    so the tail is covered; a single (shorter) window when the video is shorter than one."""
-    if num_frames <= window:
-        return [0]
-    starts = list(range(0, num_frames - window + 1, stride))
-    if starts[-1] + window < num_frames:
-        starts.append(num_frames - window)
-    return starts
 
 
 def robust_motion(features: torch.Tensor, lag: int) -> torch.Tensor:

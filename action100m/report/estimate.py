@@ -17,6 +17,7 @@ from omegaconf import MISSING, OmegaConf
 from action100m.config import load_config
 from action100m.errors import ConfigError
 from action100m.report.estimate_inputs import MEASURED, EstimateError, measured_source, result_number
+from action100m.video.sampling import window_starts
 
 CONFIGURED = "configured"
 PER_HOUR, OUTPUT = "per hour of video", "output tokens/node"
@@ -139,12 +140,9 @@ Part = tuple[Figure, float, list[Figure]]  # a stage's GPU, GPU-seconds per vide
 
 
 def windows_per_video(seconds: float, seg: SegmentationCost) -> int:
-    """V-JEPA 2 windows over one video, as data_build/segment.py places them (a flush last window)."""
+    """V-JEPA 2 windows over one video, placed as data_build/segment.py places them."""
     kept = len(range(0, int(seconds * seg.source_fps), seg.frame_step))
-    if kept <= seg.window:
-        return 1
-    starts = len(range(0, kept - seg.window + 1, seg.window_stride))
-    return starts + (1 if (starts - 1) * seg.window_stride + seg.window < kept else 0)
+    return len(window_starts(kept, seg.window, seg.window_stride))
 
 
 def _stage(name: str, gpu: Figure, seconds: float, videos: int, figures: list[Figure]) -> dict[str, Any]:

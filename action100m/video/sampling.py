@@ -44,3 +44,14 @@ def every_nth_index(num_frames: int, every: int) -> list[int]:
     if every <= 0:
         raise ValueError(f"every must be positive, got {every}")
     return list(range(0, num_frames, every))
+
+
+def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
+    """Starts of the windows over `num_frames` kept frames: every `stride`, plus one flush with the end
+    so the tail is covered; a single (shorter) window when the video is shorter than one."""
+    if num_frames <= window:
+        return [0]
+    starts = list(range(0, num_frames - window + 1, stride))
+    if starts[-1] + window < num_frames:
+        starts.append(num_frames - window)
+    return starts
