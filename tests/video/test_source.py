@@ -162,6 +162,9 @@ def test_audio_only_file(tmp_path, backend):
 
 
 def _read_in_child(source) -> list:
+    # as DataLoader workers do: GNU OpenMP's thread team, once used by the parent (torch's index_select on
+    # large frames), does not survive a fork, so a forked child runs torch on one thread
+    torch.set_num_threads(1)
     return source.read_frames([1, 2]).tolist()
 
 
@@ -179,6 +182,21 @@ def test_sources_pickle_and_reopen_in_forked_workers(make_video, backend):
             results = pool.map(_read_in_child, [source, source])
         assert all(torch.equal(torch.tensor(r, dtype=torch.uint8), expected) for r in results)
     assert torch.equal(source.read_frames([1, 2]), expected)  # the parent reopens after the fork
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_child_forked_after_the_parent_decoded_with_pyav_decodes(make_video, backend):
+    """The parent decodes with PyAV and closes the source; forked children then decode. With av 18.1.1
+    `frame.to_ndarray(format="rgb24")` kept a per-thread swscale context whose slice threads a child
+    inherits dead: every child hung at its first frame."""
+    path = make_video(num_frames=10, width=640, height=360)  # big enough for swscale to slice-thread
+    with open_video(path, "pyav") as parent:
+        parent.read_frames([1, 2])
+    expected = open_video(path, backend).read_frames([1, 2])
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_read_in_child, [open_video(path, backend), open_video(path, backend)])
+    assert all(torch.equal(torch.tensor(r, dtype=torch.uint8), expected) for r in results)
 
 
 def test_unknown_backend(make_video):

@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 import random
@@ -15,7 +16,7 @@ from action100m.train.data.config import DataConfig
 from action100m.train.data.fields import FieldMix, node_texts
 from action100m.train.data.scale import select_scale
 from action100m.train.data.stream import DataError, NodeSample, NodeStream, StreamLoader
-from action100m.video import VideoDecodeError
+from action100m.video import BACKENDS, VideoDecodeError, open_video
 from tests.video.kinds import KINDS, write_kind
 
 FIELDS = {"action_brief": 1.0, "action_label": 1.0}
@@ -222,3 +223,19 @@ def test_a_video_the_configured_backend_cannot_decode_is_read_by_the_next(tmp_pa
     garbage.write_bytes(b"not a video" * 100)
     with pytest.raises(VideoDecodeError):
         stream([], cfg).decode(NodeSample("garbage/n0", 0.0, 1.0, "a text", str(garbage)))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_forked_loader_workers_decode_after_the_parent_decoded_with_pyav(shards, tmp_path, backend):
+    """Training forks its loader workers after the parent has decoded with PyAV (the clip cache, the
+    zero-shot validation subset); with av 18.1.1 each worker decoding with PyAV hung at its first frame."""
+    paths = select_scale(shards, 0.25).shards
+    [(_, sample)] = list(itertools.islice(read_tar(paths[0]), 1))
+    with open_video(sample["mp4"], "pyav", name="the parent's decode") as parent:
+        parent.read_frames(range(4))
+    cfg = config(shards, video_backend=VideoBackend(backend), epoch_batches=2)
+    first, again = epoch(stream(paths, cfg), 0, workers=2), epoch(stream(paths, cfg), 0, workers=2)
+    assert [batch["clips"].shape for batch in first] == [(4, 8, 3, 32, 32)] * 2
+    assert all(batch["skipped"] == 0 for batch in first)
+    assert all(torch.equal(a["clips"], b["clips"]) for a, b in zip(first, again, strict=True))
