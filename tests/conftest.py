@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +13,37 @@ import pytest
 from action100m.tiny.models import train_word_tokenizer
 from action100m.video.pattern import moving_square_frames
 from action100m.video.writer import write_video
+
+# pytest-timeout fails a test past its limit by a signal, which Python runs only between bytecodes: a test
+# stuck inside native code (a decoder's futex, a collective) would never see it. This long after the
+# limit faulthandler's own C thread prints every thread's stack and ends the run, so CI still stops.
+BACKSTOP_S = 60
+_real_stderr: int | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _real_stderr
+    _real_stderr = os.dup(2)  # the terminal's stderr: while a test runs, fd 2 is pytest's capture file
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    """.ci/run sets A100M_TEST_DEADLINE (epoch seconds) well inside CI's limit: past it no test starts,
+    and the session ends with its summary instead of being cut off mid-run."""
+    deadline = os.environ.get("A100M_TEST_DEADLINE")
+    if deadline and time.time() > float(deadline):
+        pytest.exit(f"A100M_TEST_DEADLINE passed: stopped before {item.nodeid}", returncode=1)
+
+
+def pytest_timeout_set_timer(item: pytest.Item, settings) -> None:
+    if settings.timeout and _real_stderr is not None:
+        faulthandler.dump_traceback_later(settings.timeout + BACKSTOP_S, exit=True, file=_real_stderr)
+    # returns None: pytest-timeout's own timer is set as well
+
+
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    faulthandler.cancel_dump_traceback_later()
+
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 TOKENIZER_CORPUS = [
