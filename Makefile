@@ -4,21 +4,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# the exact versions the suite passed with (README: Dependencies and the lock)
+LOCK := requirements/lock.txt
 
-.PHONY: setup test demo bench lint clean cluster-smoke reliability
+.PHONY: setup test lock demo bench lint clean cluster-smoke reliability
 
 setup: $(STAMP)
 
-# Re-installs only when pyproject.toml changes, so a second `make setup` takes a second.
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or the lock changes, so a second `make setup` takes a second.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	$(PY) -c "import torch, torchvision, decord, av; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	@touch $(STAMP)
 
+# first a line for each installed package that is not at its locked version (an error only with CI=true)
 test: setup
+	$(PY) -m action100m.utils.lockcheck $(LOCK) --venv-python .venv-vllm/bin/python requirements/vllm-lock.txt
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# re-resolve, run the whole suite on the result, and write requirements/ if it passes (engines/lock.sh);
+# LOCK_UPGRADE="av" re-resolves only av, LOCK_PYTEST_ARGS="tests/utils" rehearses on a subset
+lock:
+	PYTHON=$(PYTHON) LOCK_UPGRADE="$(LOCK_UPGRADE)" LOCK_PYTEST_ARGS="$(LOCK_PYTEST_ARGS)" bash engines/lock.sh
 
 demo: setup
 	$(VENV)/bin/action100m demo

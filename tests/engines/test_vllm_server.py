@@ -51,6 +51,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def vllm_venv() -> Path:
+    # engines/vllm_venv.sh takes VLLM_VENV and VLLM_LOCK from this environment: <repo>/.venv-vllm and
+    # requirements/vllm-lock.txt unless set; `make lock` sets them to its scratch venv and fresh resolution
     try:
         made = subprocess.run(["bash", str(ENGINE)], capture_output=True, text=True, timeout=VENV_TIMEOUT_S)
     except subprocess.TimeoutExpired:
