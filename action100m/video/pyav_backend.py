@@ -81,13 +81,18 @@ class PyAVSource(VideoSource):
         stream = _video_stream(container, self.name)
         # threading can only be set before the codec opens at the first decode
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = self.num_threads or min(4, os.cpu_count() or 1)
+        stream.codec_context.thread_count = self._threads
         # The RGB conversion's swscale context lives and dies with the decoder, so it is made anew in
         # each process (decoders are closed before every fork): `frame.to_ndarray(format=...)` uses one
         # context per thread since av 18.1.1, and a forked child that reuses the parent's waits forever
         # on slice threads that exist only in the parent.
         self._to_rgb = VideoReformatter()
         return container
+
+    @property
+    def _threads(self) -> int:
+        """Decoding and conversion threads: `num_threads`, or up to 4 (training's workers ask for 1)."""
+        return self.num_threads or min(4, os.cpu_count() or 1)
 
     def _close_decoder(self, decoder: Any) -> None:
         self._live = self._live_container = self._to_rgb = None
@@ -99,9 +104,7 @@ class PyAVSource(VideoSource):
         return state
 
     def _rgb(self, frame: Any) -> np.ndarray:
-        # threads=1: no slice threads at all; measured as fast as FFmpeg's automatic count from 360p
-        # to 1080p (parallelism comes from loader workers and frame-threaded decoding)
-        return self._to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        return self._to_rgb.reformat(frame, format="rgb24", threads=self._threads).to_ndarray()
 
     def _probe(self) -> VideoInfo:
         container = _open_container(self._open_input(), self.name)
