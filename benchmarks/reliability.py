@@ -1,15 +1,20 @@
 """Reliability measured across the whole system: `make reliability` (this script with --quick).
 
-Its three parts live in benchmarks/faults/ and run alone as well:
+Its four parts live in benchmarks/faults/ and run alone as well:
 - kill.py: the build, the official import, training (inside checkpoint saves too), eval and the report are
   killed at seeded points and rerun; each must end as an uninterrupted run did, with nothing partial left;
 - soak.py: the HTTP backend at 128 requests in flight against a fault-injecting server that also goes away
   and comes back: every request answered or recorded, nothing hung or leaked, RSS flat;
 - inputs.py: bad and hostile videos, manifests, annotations, shards, checkpoints and configs give one-line
   errors or recorded failures with nothing else lost; unusual but valid videos build; a full disk gives a
-  clear error, nothing half-written, and a rerun with space the same bytes.
+  clear error, nothing half-written, and a rerun with space the same bytes;
+- requeue.py: a 2-task DDP training job on the live one-node SLURM cluster sent USR1 at seeded points of its
+  steps (to the job, to one rank, skewed between ranks, during the requeue save): every time one checkpoint,
+  one requeue, a resume at the saved step, no deadlock; the final weights those of the run trained straight.
+  Skipped, with the reason, where SLURM cannot run.
 
---quick: a 60 s soak and the smallest inputs; without it the soak runs 30 minutes and every input case runs.
+--quick: a 60 s soak, the smallest inputs and 5 requeues; without it the soak runs 30 minutes, every input
+case runs and the job is requeued 10 times.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.faults import soak  # noqa: E402
 from benchmarks.faults.inputs import run_inputs  # noqa: E402
 from benchmarks.faults.kill import run_kills  # noqa: E402
+from benchmarks.faults.requeue import run_requeues  # noqa: E402
 
 
 def main() -> None:
@@ -46,6 +52,8 @@ def main() -> None:
         soaked = soak.run_soak(args.soak_seconds or (60.0 if args.quick else 1800.0), seed=args.seed)
         print("== bad inputs, unusual videos, a full disk", flush=True)
         inputs = run_inputs(Path(tmp) / "inputs", quick=args.quick)
+        print("== SLURM requeue under signals", flush=True)
+        requeues = run_requeues(5 if args.quick else 10, args.seed, Path(tmp) / "requeue")
     problems = [*kills["mismatches"], *(f"left behind: {path}" for path in kills["leftovers"])]
     problems += [f"crashed on rerun: {line}" for line in kills["crashes"]]
     if not soak.passed(soaked):
@@ -56,6 +64,9 @@ def main() -> None:
     problems += [line for line in inputs["cases"] if not line.startswith("ok")]
     if inputs["disk_full"] != "ok":
         problems.append(f"disk full: {inputs['disk_full_detail']}")
+    if "skipped" in requeues:
+        print(f"reliability: requeue part skipped, no SLURM cluster: {requeues['skipped']}")
+    problems += [f"requeue: {line}" for line in requeues.get("problems", [])]
     for problem in problems:
         print(f"reliability: {problem}")
     crashes = len(kills["crashes"]) + inputs["crashes"]
@@ -64,7 +75,9 @@ def main() -> None:
         f"RESULT kill_points={kills['kill_points']} identical_after_kill={kills['identical_after_kill']} "
         f"soak_requests={soaked['requests']} soak_unaccounted={soaked['unaccounted']} "
         f"soak_rss_growth={soaked['rss_growth']:.3f} bad_kinds={inputs['bad_kinds']} crashes={crashes} "
-        f"lost={inputs['lost']} odd_videos_built={inputs['odd_videos_built']}"
+        f"lost={inputs['lost']} odd_videos_built={inputs['odd_videos_built']} "
+        f"requeue_signals={requeues.get('signals', 0)} requeues={requeues.get('requeues', 0)} "
+        f"requeue_deadlocks={requeues.get('deadlocks', 0)}"
     )
     if problems:
         raise SystemExit(1)

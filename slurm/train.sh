@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # VL-JEPA training as one multi-node SLURM job: srun starts one task per GPU and Lightning's SLURM
 # environment turns the tasks into a DDP (or FSDP) group. Near the time limit SLURM sends USR1 to every
-# task; Lightning saves <run>/hpc_ckpt_N.ckpt and requeues the job, and the requeued job resumes from
-# it (ckpt_path=last picks the newest checkpoint of the run). The requeued job runs the same command,
-# so it has the same run identity and folder; a run with other training settings (seed, lr, frames,
-# ...) is another run and never resumes this one's checkpoints.
+# task; at the next step boundary the ranks agree on it, save <run>/hpc_ckpt_N.ckpt together, rank 0
+# requeues the job and all exit (action100m/train/requeue.py: no collective inside a signal handler),
+# and the requeued job resumes from it (ckpt_path=last picks the newest checkpoint of the run). A
+# SIGTERM (preemption, scancel) ends every rank without a requeue, saving first where it can. The
+# requeued job runs the same command, so it has the same run identity and folder; a run with other
+# training settings (seed, lr, frames, ...) is another run and never resumes this one's checkpoints.
 #
 # model=vljepa_paper trains at the paper's global batch of 12,288 whatever NODES x GPUS_PER_NODE: the
 # gradient accumulation is 12,288 / (data.batch_size x NODES x GPUS_PER_NODE), 12 on 4 x 8 GPUs, and a
@@ -101,7 +103,7 @@ esac
 submit() {
     local repo
     repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    # USR1 goes to the tasks (no B:), where Lightning handles it; --requeue lets the job be requeued.
+    # USR1 goes to the tasks (no B:), where the trainer handles it; --requeue lets the job be requeued.
     # --open-mode=append: a requeued job's output goes after the first attempt's, not over it.
     local cmd=(sbatch --job-name=a100m-train --nodes="$NODES" --ntasks-per-node="$TASKS_PER_NODE")
     if [[ "$DEVICE" == gpu ]]; then

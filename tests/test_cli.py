@@ -6,6 +6,7 @@ from action100m.cli import main
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 172 s measured with other jobs on the 2 cores
 def test_miniature_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     overrides = (

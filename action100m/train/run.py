@@ -14,8 +14,9 @@ the keys that differ.
     <run>/checkpoints/best-step-0000400.ckpt  the best by `checkpoint.monitor` (a val/, train/ or, with
                              `zero_shot.benchmark` scored during training, zero_shot/ metric)
     <run>/checkpoints/last.ckpt, config.yaml (the resolved config)
-    <run>/hpc_ckpt_N.ckpt    written by Lightning on SLURM's time-limit signal before it requeues
-                             (the one a run resumed from is kept, older ones removed)
+    <run>/hpc_ckpt_N.ckpt    saved at the step boundary after SLURM's time-limit signal (USR1) or a
+                             SIGTERM, before the job requeues or stops (action100m.train.requeue; the
+                             one a run resumed from is kept, older ones removed)
     <run>/wandb/, <run>/csv/  the loggers
     <run>/run.json           the summary of the latest (possibly resumed) fit
 """
@@ -47,6 +48,7 @@ from action100m.models.checkpoint import check_compatible, read_checkpoint
 from action100m.models.vljepa import VLJEPA
 from action100m.train.config import TrainConfig
 from action100m.train.data.module import ActionDataModule, DataPlan, plan_data
+from action100m.train.requeue import SlurmRequeue
 from action100m.train.zero_shot import BestCheckpoint, ZeroShotSet, ZeroShotValidation, load_zero_shot
 from action100m.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
@@ -414,7 +416,10 @@ def build_trainer(
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=t.requeue))
+        # Lightning forms the DDP group from SLURM's variables, but its signal handlers run collectives
+        # wherever the signal lands (a deadlock): SlurmRequeue acts on USR1 and SIGTERM at a step boundary.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+        callbacks.append(SlurmRequeue(requeue=t.requeue))
     validate = bool(cfg.data.val_shards)
     return L.Trainer(
         accelerator=t.accelerator,
@@ -442,8 +447,8 @@ def build_trainer(
 
 
 def _prune_requeue_checkpoints(run_dir: Path, resume: Path) -> None:
-    """Lightning writes a new hpc_ckpt_N.ckpt at every requeue and never removes one: once a run has
-    resumed from the newest of its checkpoints, the older requeue ones are dead weight (~12 GB each)."""
+    """Every requeue writes a new hpc_ckpt_N.ckpt and none removes one: once a run has resumed from the
+    newest of its checkpoints, the older requeue ones are dead weight (~12 GB each)."""
     for path in run_dir.glob("hpc_ckpt_*.ckpt"):
         if path.resolve() != resume.resolve():
             path.unlink(missing_ok=True)
@@ -459,6 +464,8 @@ def _remove_stale_temps(run_dir: Path) -> None:
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
     """The checkpoint kept by `checkpoint.monitor` (the callback whose file name starts "best-")."""
     for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint):  # SlurmRequeue is a Checkpoint too
+            continue
         if callback.filename and callback.filename.startswith("best-") and callback.best_model_path:
             return callback.best_model_path
     return None

@@ -245,6 +245,7 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 88 s measured with other jobs on the 2 cores
 def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_result(synth, tmp_path):
     def command(out):
         return [

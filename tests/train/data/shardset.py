@@ -12,6 +12,18 @@ from action100m.synth.generate import generate_dataset
 from data_build.run import run_build
 
 VIDEOS = 8  # one per shard: 8 shards, so scales 0.25 ⊂ 0.5 ⊂ 1.0 are 2, 4 and 8 shards
+# A few quick steps of the tiny model on these shards, as the 2-rank requeue checks train it
+# (tests/cluster/test_slurm_train.py, tests/train/test_requeue.py, benchmarks/faults/requeue.py).
+QUICK_TRAIN = [
+    "logger=csv",
+    "trainer.progress_bar=false",
+    "data.batch_size=4",
+    "data.num_workers=1",
+    "data.epoch_batches=4",
+    "data.shuffle_buffer=20",
+    "data.scale=0.5",
+    "optim.lr=1e-3",
+]
 
 
 def build_shards(synth: Path, out: Path, *overrides: str) -> Path:
