@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from action100m.cluster.slurm import ClusterUnavailable, cluster_up, job_info, sbatch, wait_job  # noqa: E402
-from tests.train.data.shardset import QUICK_TRAIN  # noqa: E402
+from action100m.synth.generate import generate_dataset  # noqa: E402
+from tests.train.data.shardset import QUICK_TRAIN, VIDEOS, build_shards  # noqa: E402
 
 REQUEUE_S = 120  # from an attempt's first signal to the job pending again; longer is a deadlock
 START_S = 300  # from a requeue (or the submit) to the attempt's first periodic checkpoint
@@ -113,33 +114,10 @@ def usr1(target: str, job: str, pids: dict[int, int], env: dict[str, str]) -> in
 
 
 def _build_shards(work: Path) -> Path:
+    """The tests' shard set (8 SynthActions videos, one per shard), built once in `work`."""
     synth, out = work / "synth", work / "build"
-    for argv in (
-        [
-            sys.executable,
-            "-m",
-            "action100m.cli",
-            "synth",
-            "--out",
-            str(synth),
-            "--videos",
-            "8",
-            "--seed",
-            "3",
-        ],
-        [
-            sys.executable,
-            str(ROOT / "data_build" / "build.py"),
-            f"input={synth / 'manifest.jsonl'}",
-            f"output={out}",
-            "build=demo",
-            "segment.features=pixel",
-            "samples_per_shard=1",
-            "progress=false",
-        ],
-    ):
-        subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, timeout=600)
-    return out
+    generate_dataset(synth, videos=VIDEOS, seed=3, overwrite=True)
+    return build_shards(synth, out, "samples_per_shard=1")
 
 
 def _submit(shards: Path, out: Path, steps: int, env: dict[str, str]) -> str:

@@ -125,6 +125,12 @@ def wait_for(what: str, ready, ranks: list[subprocess.Popen], out: Path, timeout
         time.sleep(0.01)
 
 
+def wait_for_first_checkpoint(ranks: list[subprocess.Popen], out: Path) -> None:
+    """Until the ranks have trained past a step boundary (the first periodic checkpoint)."""
+    checkpoint = f"*/checkpoints/step-{EVERY:07d}.ckpt"
+    wait_for("the first periodic checkpoint", lambda: any((out / "runs").glob(checkpoint)), ranks, out, 240)
+
+
 def last_weights(out: Path) -> tuple[int, dict]:
     [path] = list((out / "runs").glob("*/checkpoints/last.ckpt"))
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -141,13 +147,7 @@ def test_usr1_at_different_moments_on_two_ranks_checkpoints_once_requeues_once_a
 
     split = tmp_path / "split"
     ranks = start_ranks(shards, split, tmp_path)
-    wait_for(
-        "the first periodic checkpoint",
-        lambda: any((split / "runs").glob(f"*/checkpoints/step-{EVERY:07d}.ckpt")),
-        ranks,
-        split,
-        240,
-    )
+    wait_for_first_checkpoint(ranks, split)
     skew = random.Random(0).uniform(0.05, 0.5)
     ranks[0].send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + EXIT_S
@@ -186,13 +186,7 @@ def test_sigterm_on_one_rank_stops_both_at_a_step_boundary_with_a_checkpoint_and
     Lightning's handler broadcast from inside the handler, on the signalled rank alone: both hung."""
     out = tmp_path / "stopped"
     ranks = start_ranks(shards, out, tmp_path)
-    wait_for(
-        "the first periodic checkpoint",
-        lambda: any((out / "runs").glob(f"*/checkpoints/step-{EVERY:07d}.ckpt")),
-        ranks,
-        out,
-        240,
-    )
+    wait_for_first_checkpoint(ranks, out)
     ranks[1].send_signal(signal.SIGTERM)
     assert wait_exit(ranks, out, time.monotonic() + EXIT_S) == [143, 143], logs(out)
     log = logs(out)
