@@ -150,7 +150,8 @@ def _estimate_train(args: argparse.Namespace) -> int:
     from action100m.report.estimate_inputs import read_results
 
     results = read_results(args.results, args.allow_quick) if args.results else None
-    report = estimate_train(load_estimate_config(args.overrides), args.samples_seen, args.gpus, results)
+    cfg = load_estimate_config(args.overrides)
+    report = estimate_train(cfg, args.gpus, results, args.samples_seen, args.stage_samples)
     print(format_train(report), end="")
     if args.out:
         print(f"wrote {write_json_atomic(args.out, report)}")
@@ -174,7 +175,20 @@ def _add_estimate(commands: argparse._SubParsersAction) -> None:
         "--tree", metavar="RECORDS", help="measure tree size and tokens: release annotations or a shard set"
     )
     train = actions.add_parser("train", help="GPU-hours and wall-clock of a VL-JEPA training budget")
-    train.add_argument("--samples-seen", type=float, required=True, help="training samples seen")
+    samples = train.add_mutually_exclusive_group()
+    samples.add_argument(
+        "--samples-seen",
+        type=float,
+        help="training samples seen, split over the stages as the configured mix (default: the paper's "
+        "3.32B: 2.46B, 0.74B and 0.12B)",
+    )
+    samples.add_argument(
+        "--stage-samples",
+        type=float,
+        nargs="+",
+        metavar="N",
+        help="samples of each stage, in order (train.stages in configs/estimate.yaml)",
+    )
     train.add_argument("--gpus", type=int, default=192, help="data-parallel GPUs (default 192, the paper's)")
     for action, func in ((build, _estimate_build), (train, _estimate_train)):
         action.add_argument(

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -18,10 +17,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from action100m import CONFIG_DIR
 from action100m.errors import ConfigError
 
 # The package's configs/: a link to the checkout's configs/ in the source tree, the files themselves in a wheel.
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class VideoBackend(str, Enum):

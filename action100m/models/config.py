@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from action100m import CONFIG_DIR
 from action100m.errors import ConfigError
 
 # Model names that resolve to models built or bundled here rather than loaded from the Hub.
@@ -94,8 +95,6 @@ def as_plain(cfg: ModelConfig) -> dict[str, Any]:
 
 def model_preset(name: str) -> ModelConfig:
     """configs/model/<name>.yaml as a `ModelConfig` (e.g. "tiny", "vljepa_paper")."""
-    from action100m.config import CONFIG_DIR
-
     path = CONFIG_DIR / "model" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no model preset {name!r} in {path.parent}")

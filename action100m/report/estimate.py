@@ -9,6 +9,7 @@ Work and throughputs come from configs/estimate.yaml ("configured"), or from a G
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -16,7 +17,13 @@ from omegaconf import MISSING, OmegaConf
 
 from action100m.config import load_config
 from action100m.errors import ConfigError
-from action100m.report.estimate_inputs import MEASURED, EstimateError, measured_source, result_number
+from action100m.report.estimate_inputs import (
+    MEASURED,
+    EstimateError,
+    measured_source,
+    optional_result_number,
+    result_number,
+)
 from action100m.video.sampling import window_starts
 
 CONFIGURED = "configured"
@@ -72,10 +79,18 @@ class RefineCost:
 
 
 @dataclass
+class TrainStageCost:
+    name: str = MISSING
+    frames: int = MISSING
+    x_encoder: str = MISSING  # frozen | unfrozen
+    samples: float = MISSING
+    samples_per_s: float = MISSING  # per GPU
+
+
+@dataclass
 class TrainCost:
     gpu: str = MISSING
-    batch_per_gpu: int = MISSING
-    step_s: float = MISSING
+    stages: list[TrainStageCost] = field(default_factory=list)
 
 
 @dataclass
@@ -101,8 +116,6 @@ _POSITIVE = (
         for r in ("prefill", "decode")
     ),
     "refine.rounds",
-    "train.batch_per_gpu",
-    "train.step_s",
 )
 
 
@@ -120,6 +133,13 @@ def load_estimate_config(overrides: list[str] | tuple[str, ...] = ()) -> Estimat
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) <= 0:  # a rate of 0 would divide by zero
             raise ConfigError(f"config key '{key}': must be positive")
+    if not cfg.train.stages:
+        raise ConfigError("config key 'train.stages': no stages")
+    for index, stage in enumerate(cfg.train.stages):
+        if stage.samples < 0 or stage.samples_per_s <= 0:
+            raise ConfigError(
+                f"config key 'train.stages.{index}': samples must be >= 0 and samples_per_s positive"
+            )
     return cfg
 
 
@@ -364,50 +384,134 @@ def format_build(report: dict[str, Any]) -> str:
 # -- train ----------------------------------------------------------------------------------------
 
 
+def stage_samples(
+    cfg: EstimateConfig, samples_seen: float | None, per_stage: list[float] | None
+) -> list[float]:
+    """Samples per training stage: `per_stage` as given, else `samples_seen` split in the configured
+    stages' proportions, else the configured (the paper's) samples."""
+    stages = cfg.train.stages
+    if per_stage is not None:
+        if len(per_stage) != len(stages) or any(n < 0 for n in per_stage) or not sum(per_stage):
+            raise EstimateError(
+                f"--stage-samples takes {len(stages)} numbers >= 0 (one per stage), not all 0"
+            )
+        return list(per_stage)
+    configured = [float(stage.samples) for stage in stages]
+    if samples_seen is None:
+        return configured
+    if samples_seen <= 0:
+        raise EstimateError("--samples-seen must be positive")
+    return [samples_seen * n / sum(configured) for n in configured]
+
+
 def estimate_train(
-    cfg: EstimateConfig, samples_seen: float, gpus: int, results: dict[str, Any] | None = None
+    cfg: EstimateConfig,
+    gpus: int,
+    results: dict[str, Any] | None = None,
+    samples_seen: float | None = None,
+    per_stage: list[float] | None = None,
 ) -> dict[str, Any]:
-    """GPU-hours of seeing `samples_seen` samples at the per-GPU batch's step time, and the wall-clock on
-    `gpus` data-parallel GPUs."""
-    if samples_seen <= 0 or gpus <= 0:
-        raise EstimateError("--samples-seen and --gpus must be positive")
-    batch = Figure("batch/GPU", cfg.train.batch_per_gpu)
-    step = Figure("step s", cfg.train.step_s, "seconds per step at that batch")
-    gpu = Figure("gpu", cfg.train.gpu)
-    if results is not None:
-        source = measured_source(results)
-        batch_size = int(result_number(results, "max_batch_per_gpu", int))
-        batch = Figure(batch.name, batch_size, "results.max_batch_per_gpu", source)
-        step = Figure(step.name, result_number(results, f"vljepa_step_s_b{batch_size}"), step.unit, source)
-        gpu = Figure("gpu", results["environment"]["gpu"], source=source)
-    gpu_hours = samples_seen / float(batch.value) * float(step.value) / 3600
+    """GPU-hours of each training stage (its samples over its samples/s per GPU) and the wall-clock on
+    `gpus` data-parallel GPUs. Samples per stage: `stage_samples`. `results` measures a stage's rate
+    where it has the stage's headline (vljepa_stage{N}_samples_per_s); a stage it lacks keeps the
+    configured rate, with a warning."""
+    if gpus <= 0:
+        raise EstimateError("--gpus must be positive")
+    samples = stage_samples(cfg, samples_seen, per_stage)
+    stages, warnings = [], []
+    for number, (stage, count) in enumerate(zip(cfg.train.stages, samples, strict=True), start=1):
+        rate = Figure("samples/s/GPU", stage.samples_per_s)
+        gpu = Figure("gpu", cfg.train.gpu)
+        measured = None
+        if results is not None:
+            key = f"vljepa_stage{number}_samples_per_s"
+            measured = optional_result_number(results, key)
+            if measured is None and count:
+                stopped = [
+                    f"{value} ({name})"
+                    for name, value in results["results"].items()
+                    if name.startswith(f"vljepa_stage{number}") and name.endswith("_stopped")
+                ]
+                why = f"; its sweeps stopped: {', '.join(stopped)}" if stopped else ""
+                warnings.append(
+                    f"WARNING: {Path(results['path']).name} has no '{key}'{why}: {stage.name} keeps the configured rate"
+                )
+        if measured is not None:
+            source = measured_source(results)
+            figures = results["results"]
+            prefix = f"vljepa_stage{number}"
+            detail = f"batch {figures.get(f'{prefix}_batch')}, {figures.get(f'{prefix}_step_s')} s/step"
+            if f"{prefix}_checkpointing" in figures:
+                detail += (
+                    f", activation checkpointing {'on' if figures[f'{prefix}_checkpointing'] else 'off'}"
+                )
+            rate = Figure(rate.name, measured, detail, source)
+            gpu = Figure("gpu", results["environment"]["gpu"], source=source)
+        gpu_hours = count / float(rate.value) / 3600
+        stages.append(
+            {
+                "stage": stage.name,
+                "frames": stage.frames,
+                "x_encoder": stage.x_encoder,
+                "samples": count,
+                "gpu": asdict(gpu),
+                "rate": asdict(rate),
+                "gpu_hours": gpu_hours,
+            }
+        )
+    totals: dict[str, float] = {}
+    for stage in stages:
+        totals[stage["gpu"]["value"]] = totals.get(stage["gpu"]["value"], 0.0) + stage["gpu_hours"]
+    gpu_hours = sum(stage["gpu_hours"] for stage in stages)
     paper_rate = PAPER_TRAIN["gpu_hours"] / PAPER_TRAIN["samples_seen"]
     return {
-        "samples_seen": samples_seen,
+        "samples_seen": sum(samples),
         "gpus": gpus,
-        "gpu": asdict(gpu),
-        "figures": [asdict(batch), asdict(step)],
+        "stages": stages,
+        "totals_by_gpu": totals,
         "gpu_hours": gpu_hours,
         "wall_clock_hours": gpu_hours / gpus,
-        "paper": {**PAPER_TRAIN, "gpu_hours_at_these_samples": paper_rate * samples_seen},
+        "paper": {**PAPER_TRAIN, "gpu_hours_at_these_samples": paper_rate * sum(samples)},
+        "warnings": warnings,
         "quick_results": _quick(results),
     }
 
 
 def format_train(report: dict[str, Any]) -> str:
-    gpu, paper = report["gpu"], report["paper"]
-    wall = report["wall_clock_hours"]
+    """The estimate as a text table: each stage's samples, rate (with its source) and GPU-hours."""
+    paper, wall = report["paper"], report["wall_clock_hours"]
+    row = "{:<12} {:>6} {:<9} {:>15} {:>13} {:<6} {:>12}  {}"
     lines = [
         *_warning(report),
-        f"VL-JEPA training estimate: {report['samples_seen']:,.0f} samples seen",
-        f"  GPU-hours: {_hours(report['gpu_hours'])} {gpu['value']}-h {_mark(gpu['source'])}",
-        f"  wall-clock on {report['gpus']} GPUs: {wall:,.1f} h ({wall / 24:,.1f} days)",
-        f"  paper: {paper['samples_seen'] / 1e9:g}B samples, {_hours(paper['gpu_hours'])} {paper['gpu']}-h "
+        *report["warnings"],
+        f"VL-JEPA training estimate: {report['samples_seen']:,.0f} samples seen in {len(report['stages'])} stages",
+        "",
+        row.format("stage", "frames", "X-encoder", "samples", "samples/s/GPU", "GPU", "GPU-hours", "rate"),
+    ]
+    for stage in report["stages"]:
+        lines.append(
+            row.format(
+                stage["stage"],
+                stage["frames"],
+                stage["x_encoder"],
+                f"{stage['samples']:,.0f}",
+                f"{stage['rate']['value']:,.4g}",
+                stage["gpu"]["value"],
+                _hours(stage["gpu_hours"]),
+                _mark(stage["rate"]["source"]),
+            )
+        )
+    for gpu, hours in report["totals_by_gpu"].items():
+        lines.append(row.format(f"total {gpu}", "", "", "", "", "", _hours(hours), "").rstrip())
+    lines += [
+        "",
+        f"wall-clock on {report['gpus']} GPUs: {wall:,.1f} h ({wall / 24:,.1f} days)",
+        f"paper: {paper['samples_seen'] / 1e9:g}B samples, {_hours(paper['gpu_hours'])} {paper['gpu']}-h "
         f"({paper['gpus']} GPUs, 4 weeks); {_hours(paper['gpu_hours_at_these_samples'])} "
         f"{paper['gpu']}-h at these samples",
-        "inputs:",
     ]
-    for fig in report["figures"]:
-        unit = f" ({fig['unit']})" if fig["unit"] else ""
-        lines.append(f"  {fig['name']}: {fig['value']:,.6g}{unit} {_mark(fig['source'])}")
+    measured = [s for s in report["stages"] if s["rate"]["unit"]]
+    if measured:
+        lines.append("measured at:")
+        lines += [f"  {s['stage']}: {s['rate']['unit']}" for s in measured]
     return "\n".join(lines) + "\n"

@@ -55,6 +55,12 @@ def result_number(data: dict[str, Any], key: str, kind: type = float) -> float:
     return value
 
 
+def optional_result_number(data: dict[str, Any], key: str) -> float | None:
+    """results[key] where the run measured it (None where it did not: a sweep cut short); a value that
+    is there but not a positive number is still a one-line error."""
+    return None if data["results"].get(key) is None else result_number(data, key)
+
+
 def measured_source(data: dict[str, Any]) -> str:
     """How a figure from `data` is marked: measured, the file, and a loud flag for --quick results."""
     quick = " (QUICK: reduced models)" if data["environment"].get("quick") else ""

@@ -1,12 +1,16 @@
-"""Video decoding (decord by default, PyAV, torchcodec), probing, frame sampling, transforms, writing."""
+"""Video decoding (decord by default, PyAV, torchcodec), probing, frame sampling, transforms, writing.
+
+A backend's decoder library is imported when that backend is first used, not with this package: code
+that only needs the sources' types and errors (the models, the segmenter's encoder) runs where no
+decoder is installed, as on a lent GPU machine (README: The GPU measurement).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
-from action100m.video.decord_backend import DecordSource
-from action100m.video.pyav_backend import PyAVSource, probe
 from action100m.video.source import (
     FrameIndexError,
     VideoDecodeError,
@@ -16,15 +20,35 @@ from action100m.video.source import (
     VideoNotFoundError,
     VideoSource,
 )
-from action100m.video.torchcodec_backend import TorchCodecSource
 
-# Order is the fallback order after the configured backend. torchcodec comes last: it links the system
-# FFmpeg, so on a video that both decord's and PyAV's FFmpeg refuse it is a third, independent try.
-BACKENDS: dict[str, type[VideoSource]] = {
-    "decord": DecordSource,
-    "pyav": PyAVSource,
-    "torchcodec": TorchCodecSource,
+# Each backend's module and class. Order is the fallback order after the configured backend. torchcodec
+# comes last: it links the system FFmpeg, so on a video that both decord's and PyAV's FFmpeg refuse it
+# is a third, independent try.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "decord": ("action100m.video.decord_backend", "DecordSource"),
+    "pyav": ("action100m.video.pyav_backend", "PyAVSource"),
+    "torchcodec": ("action100m.video.torchcodec_backend", "TorchCodecSource"),
 }
+# Names this package gives from a backend's module, imported on first use (PEP 562).
+_LAZY = {
+    **{cls: module for module, cls in BACKENDS.values()},
+    "probe": "action100m.video.pyav_backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def backend_class(backend: str) -> type[VideoSource]:
+    """The `VideoSource` class of `backend`, its decoder library imported now."""
+    try:
+        module, cls = BACKENDS[backend]
+    except KeyError:
+        raise ValueError(f"unknown video backend {backend!r}; choose one of {sorted(BACKENDS)}") from None
+    return getattr(importlib.import_module(module), cls)
 
 
 def open_video(
@@ -32,11 +56,7 @@ def open_video(
 ) -> VideoSource:
     """A lazily-opened `VideoSource` for a path or bytes, read with `backend` ("decord", "pyav" or
     "torchcodec")."""
-    try:
-        source_class = BACKENDS[backend]
-    except KeyError:
-        raise ValueError(f"unknown video backend {backend!r}; choose one of {sorted(BACKENDS)}") from None
-    return source_class(src, name=name, **options)
+    return backend_class(backend)(src, name=name, **options)
 
 
 def backend_chain(backend: str, fallback: bool = True) -> list[str]:
@@ -50,7 +70,7 @@ def backend_chain(backend: str, fallback: bool = True) -> list[str]:
 def _options_taken(backend: str, options: dict[str, Any]) -> dict[str, Any]:
     # A fallback gets the options its constructor takes (decord has no seek_threshold); the configured
     # backend gets all of them, so a mistyped option still fails there as it does in open_video.
-    taken = inspect.signature(BACKENDS[backend].__init__).parameters
+    taken = inspect.signature(backend_class(backend).__init__).parameters
     return {key: value for key, value in options.items() if key in taken}
 
 
@@ -99,6 +119,7 @@ __all__ = [
     "VideoNotFoundError",
     "VideoSource",
     "backend_chain",
+    "backend_class",
     "open_readable",
     "open_video",
     "probe",

@@ -33,13 +33,21 @@ SMALL = [
     "refine.refine_tokens=10",
     "refine.prefill_tokens_per_s=1100",
     "refine.decode_tokens_per_s=300",
-    "train.batch_per_gpu=16",
-    "train.step_s=2",
+    "train.stages.0.samples_per_s=100",
+    "train.stages.1.samples_per_s=8",
+    "train.stages.2.samples_per_s=1",
 ]
 
 
 def write_results(path, quick=False, **results):
-    values = {"vitg_windows_per_s": 10.0, "max_batch_per_gpu": 32, "vljepa_step_s_b32": 0.5, **results}
+    values = {
+        "vitg_windows_per_s": 10.0,
+        **{f"vljepa_stage{n}_samples_per_s": rate for n, rate in ((1, 400.0), (2, 64.0), (3, 4.0))},
+        "vljepa_stage2_batch": 32,
+        "vljepa_stage2_step_s": 0.5,
+        "vljepa_stage2_checkpointing": False,
+        **results,
+    }
     path.write_text(json.dumps({"environment": {"gpu": "NVIDIA H200", "quick": quick}, "results": values}))
     return path
 
@@ -89,13 +97,56 @@ def test_results_replace_segmentation_and_training_figures_and_say_measured(tmp_
     assert stage["gpu"] == {"name": "gpu", "value": "NVIDIA H200", "unit": "", "source": "measured: r.json"}
     assert [f["source"] for f in stage["figures"] if f["name"] == "windows/s"] == ["measured: r.json"]
 
-    configured = estimate_train(cfg, 3200, 4)
-    assert configured["gpu_hours"] == pytest.approx(3200 / 16 * 2 / 3600)
-    train = estimate_train(cfg, 3200, 4, results)
-    # batch 32 from max_batch_per_gpu, 0.5 s per step from vljepa_step_s_b32: 100 steps = 50 GPU-s.
-    assert train["gpu_hours"] == pytest.approx(50 / 3600)
-    assert train["wall_clock_hours"] == pytest.approx(50 / 3600 / 4)
-    assert {f["source"] for f in train["figures"]} == {"measured: r.json"}
+    # The paper's mix (2.4576B, 0.73728B, 0.12288B samples) at 100, 8 and 1 samples/s per GPU.
+    configured = estimate_train(cfg, 4)
+    hours = [2.4576e9 / 100 / 3600, 7.3728e8 / 8 / 3600, 1.2288e8 / 1 / 3600]
+    assert [s["gpu_hours"] for s in configured["stages"]] == pytest.approx(hours)
+    assert configured["gpu_hours"] == pytest.approx(sum(hours))
+    assert configured["wall_clock_hours"] == pytest.approx(sum(hours) / 4)
+    # --samples-seen splits a total in the same proportions; --stage-samples sets each stage.
+    scaled = estimate_train(cfg, 4, samples_seen=3.31776e9 / 1000)
+    assert scaled["gpu_hours"] == pytest.approx(sum(hours) / 1000)
+    train = estimate_train(cfg, 4, results, per_stage=[0, 6400, 400])
+    # Stage 2 at 64 samples/s: 100 s; stage 3 at 4 samples/s: 100 s; stage 1 has no samples.
+    assert [s["gpu_hours"] for s in train["stages"]] == pytest.approx([0, 100 / 3600, 100 / 3600])
+    assert {s["rate"]["source"] for s in train["stages"]} == {"measured: r.json"}
+    assert train["stages"][1]["rate"]["unit"] == "batch 32, 0.5 s/step, activation checkpointing off"
+    assert train["totals_by_gpu"] == pytest.approx({"NVIDIA H200": 200 / 3600})
+
+
+def test_a_stage_the_results_lack_keeps_its_configured_rate_with_a_warning(tmp_path, capsys):
+    # stage 3's sweeps were cut by the time budget: the run wrote no headline for it
+    path = write_results(
+        tmp_path / "r.json",
+        vljepa_stage3_samples_per_s=None,
+        vljepa_stage3_nockpt_stopped="time budget",
+        vljepa_stage3_ckpt_stopped="time budget",
+    )
+    data = json.loads(path.read_text())
+    data["results"] = {k: v for k, v in data["results"].items() if v is not None}
+    path.write_text(json.dumps(data))
+    assert main(["estimate", "train", "--from", str(path), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(
+        "WARNING: r.json has no 'vljepa_stage3_samples_per_s'; its sweeps stopped: time budget "
+        "(vljepa_stage3_nockpt_stopped), time budget (vljepa_stage3_ckpt_stopped): stage 3 keeps the "
+        "configured rate\n"
+    )
+    rows = {line.split()[1]: line for line in printed.splitlines() if line.startswith("stage ")}
+    assert rows["1"].endswith("[measured: r.json]") and rows["3"].endswith("[configured]")
+    assert "total NVIDIA H200" in printed and "total H200" in printed  # one total per GPU
+
+
+def test_stage_samples_must_match_the_stages(capsys):
+    assert main(["estimate", "train", "--stage-samples", "1", "2"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("--stage-samples takes 3 numbers >= 0 (one per stage), not all 0")
+    )
+    with pytest.raises(SystemExit, match="2"):
+        main(["estimate", "train", "--stage-samples", "1", "2", "3", "--samples-seen", "5"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -104,8 +155,14 @@ def test_results_replace_segmentation_and_training_figures_and_say_measured(tmp_
         ({"vitg_windows_per_s": None}, "'results.vitg_windows_per_s' must be a positive float, got missing"),
         ({"vitg_windows_per_s": "fast"}, "'results.vitg_windows_per_s' must be a positive float, got 'fast'"),
         ({"vitg_windows_per_s": True}, "'results.vitg_windows_per_s' must be a positive float, got True"),
-        ({"max_batch_per_gpu": 32.5}, "'results.max_batch_per_gpu' must be a positive int, got 32.5"),
-        ({"vljepa_step_s_b32": None}, "'results.vljepa_step_s_b32' must be a positive float, got missing"),
+        (
+            {"vljepa_stage2_samples_per_s": "fast"},
+            "'results.vljepa_stage2_samples_per_s' must be a positive float, got 'fast'",
+        ),
+        (
+            {"vljepa_stage1_samples_per_s": 0},
+            "'results.vljepa_stage1_samples_per_s' must be a positive float, got 0",
+        ),
     ],
 )
 def test_bad_results_are_one_line_errors_naming_file_and_key(tmp_path, capsys, change, message):
@@ -114,7 +171,7 @@ def test_bad_results_are_one_line_errors_naming_file_and_key(tmp_path, capsys, c
     data["results"] = {k: v for k, v in data["results"].items() if v is not None}
     path.write_text(json.dumps(data))
     action = "build" if "vitg" in message else "train"
-    args = ["--videos", "1", "--hours-per-video", "0.1"] if action == "build" else ["--samples-seen", "10"]
+    args = ["--videos", "1", "--hours-per-video", "0.1"] if action == "build" else []
     assert main(["estimate", action, *args, "--from", str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"action100m estimate {action}: error: {path}: {message}\n"
@@ -178,9 +235,16 @@ def test_cli_train_prints_gpu_hours_and_wall_clock(capsys):
     args = ["estimate", "train", "--samples-seen", "3.3e9", "--gpus", "192"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    # The configured step time is the paper's own rate: about its 129,024 H200-h, 4 weeks on 192 GPUs.
-    assert "GPU-hours: 128,906 H200-h [configured]" in printed
-    assert "wall-clock on 192 GPUs: 671.4 h (28.0 days)" in printed
+    # The configured rate is the paper's own: about its 129,024 H200-h, 4 weeks on 192 GPUs.
+    assert "total H200" in printed and printed.count("[configured]") == 3
+    assert "wall-clock on 192 GPUs: 672.4 h (28.0 days)" in printed
+    assert main(["estimate", "train"]) == 0  # the paper's stage mix: 3.32B samples
+    printed = capsys.readouterr().out
+    rows = [
+        line.split() for line in printed.splitlines() if line.startswith(("stage 1", "stage 2", "stage 3"))
+    ]
+    assert [row[4] for row in rows] == ["2,457,600,000", "737,280,000", "122,880,000"]
+    assert [row[-2] for row in rows] == ["96,150", "28,845", "4,808"]
 
 
 def test_tree_measures_node_counts_and_tokens(official_sample, tmp_path):
