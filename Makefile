@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # the exact versions the suite passed with (README: Dependencies and the lock)
 LOCK := requirements/lock.txt
 
-.PHONY: setup test lock demo bench lint clean cluster-smoke reliability
+.PHONY: setup test lock demo bench lint clean cluster-smoke reliability gpu-bundle gpu-rehearsal
 
 setup: $(STAMP)
 
@@ -42,6 +42,26 @@ cluster-smoke: setup
 reliability: setup
 	$(PY) benchmarks/reliability.py $(if $(FULL),,--quick)
 
+# The GPU measurement on a lent GPU machine's own Python (README: The GPU measurement). gpu-bundle puts
+# what that machine lacks in .gpu-bundle/ and prints the command to give it; gpu-rehearsal runs that
+# command here with --quick under a Python 3.12 venv of the machine's versions (GPU_PYTHON: a 3.12).
+GPU_PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
+GPU_VENV := .venv-gpu-rehearsal
+
+gpu-bundle: setup
+	$(PY) engines/gpu_bundle.py build
+
+$(GPU_VENV)/.installed: requirements/gpu-machine.txt
+	@test -n "$(GPU_PYTHON)" || { echo "gpu-rehearsal: no python3.12 found; set GPU_PYTHON" >&2; exit 2; }
+	@test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet -r requirements/gpu-machine.txt
+	@touch $@
+
+gpu-rehearsal: gpu-bundle $(GPU_VENV)/.installed
+	$(PY) engines/gpu_bundle.py rehearse --python $(GPU_VENV)/bin/python --save runs/gpu-rehearsal/results.json
+	$(VENV)/bin/action100m estimate train --from runs/gpu-rehearsal/results.json --allow-quick
+
 bench: setup
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script --quick; done
 
@@ -50,4 +70,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .gpu-bundle
