@@ -232,6 +232,14 @@ def stop_reason(result: dict[str, Any]) -> str:
     return OUT_OF_MEMORY if result["error"] == OUT_OF_MEMORY else ERROR
 
 
+def headline(sweeps: list[tuple[list[dict[str, Any]], str]], rate: str) -> dict[str, Any] | None:
+    """The fastest result by `rate` of the sweeps (results that fitted, why it stopped) that ran to
+    memory's limit or the cap; None where none did: a sweep cut by time or an error has not found
+    the batch that runs fastest."""
+    complete = [r for fitted, stopped in sweeps if stopped in (OUT_OF_MEMORY, CAP) for r in fitted]
+    return max(complete, key=lambda r: r[rate]) if complete else None
+
+
 # -- (a) segmentation ------------------------------------------------------------------------------
 
 
@@ -281,8 +289,8 @@ def bench_segmentation(run: Run, device: torch.device, quick: bool, size: dict[s
         fitted.append(result)
     del model
     run.record("vitg_stopped", stopped, f"segment vitg stopped: {stopped}")
-    if fitted and stopped in (OUT_OF_MEMORY, CAP):
-        best = max(fitted, key=lambda r: r["windows_per_s"])
+    best = headline([(fitted, stopped)], "windows_per_s")
+    if best:
         run.record("vitg_windows_per_s", best["windows_per_s"])
         run.record("vitg_frames_per_s", best["frames_per_s"])
         run.record("vitg_peak_gb", best["peak_gb"])
@@ -395,7 +403,7 @@ def bench_stage(
     with tempfile.TemporaryDirectory() as folder:
         model = paper_vljepa(Path(folder), frames, frozen, quick, tokenizer).to(device).train()
     optimizer = model.configure_optimizers()["optimizer"]
-    complete: list[dict[str, Any]] = []
+    sweeps = []
     for ckpt in (False, True):
         set_checkpointing(model, ckpt)
         tag = f"vljepa_stage{stage}_{'ckpt' if ckpt else 'nockpt'}"
@@ -403,10 +411,9 @@ def bench_stage(
         fitted, stopped = sweep_batches(run, device, size, model, optimizer, tag, frames, cap, sweep_deadline)
         run.record(f"{tag}_max_batch", fitted[-1]["batch"] if fitted else 0)
         run.record(f"{tag}_stopped", stopped, f"train {tag} stopped: {stopped}")
-        if stopped in (OUT_OF_MEMORY, CAP):
-            complete += [{**r, "checkpointing": ckpt} for r in fitted]
-    if complete:
-        best = max(complete, key=lambda r: r["samples_per_s"])
+        sweeps.append(([{**r, "checkpointing": ckpt} for r in fitted], stopped))
+    best = headline(sweeps, "samples_per_s")
+    if best:
         prefix = f"vljepa_stage{stage}"
         for key in ("samples_per_s", "step_s", "batch", "peak_gb", "checkpointing"):
             run.record(f"{prefix}_{key}", best[key])
@@ -427,6 +434,9 @@ def bench_decode(run: Run, device: torch.device, size: dict[str, Any]) -> None:
     """Imports its video libraries itself: where they are missing (a lent GPU machine) the part records
     that and the rest of the run stands."""
     deadline = run.part_deadline("decode")
+    if time.monotonic() >= deadline:
+        run.record("decode", {"error": f"skipped: {TIME_BUDGET}"}, f"decode  skipped: {TIME_BUDGET}")
+        return
     height, width, count = size["video"]
     with tempfile.TemporaryDirectory() as folder:
 
