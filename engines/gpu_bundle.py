@@ -71,7 +71,8 @@ def machine_command(quick: bool = False) -> str:
     rehearsal). Results and the log go to $OUT, the folder whose files come back."""
     benchmark = "benchmarks/gpu_paper_presets.py" + (" --quick" if quick else "")
     return (
-        "set -o pipefail; S=$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --no-compile "
+        "set -o pipefail; S=$(mktemp -d) && PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 "
+        "python3 -m pip install -q --no-index --no-deps --no-compile "
         f'--no-cache-dir --target "$S" {BUNDLE}/wheels/*.whl && PYTHONPATH="$S" HF_HUB_OFFLINE=1 '
         f"TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 timeout -k 10 {COMMAND_TIMEOUT_S} python3 {benchmark} "
         f'--budget-s {BUDGET_S} --tokenizer {BUNDLE}/minilm-tokenizer --out "$OUT/{RESULTS}" 2>&1 '
