@@ -22,7 +22,6 @@ from action100m.report.estimate_inputs import (
     EstimateError,
     measured_source,
     optional_result_number,
-    result_number,
 )
 from action100m.video.sampling import window_starts
 
@@ -183,13 +182,26 @@ def _served_seconds(
     return prefill / prefill_rate + decode / decode_rate, rates
 
 
+def missing_headline(results: dict[str, Any], key: str, prefix: str, what: str) -> str:
+    """The warning for a results file without `key` (its sweeps were cut short): why they stopped, as
+    the file records it under `<prefix>..._stopped`, and that `what` keeps the configured figure."""
+    stopped = [
+        f"{value} ({name})"
+        for name, value in results["results"].items()
+        if name.startswith(prefix) and name.endswith("_stopped")
+    ]
+    why = f"; its sweeps stopped: {', '.join(stopped)}" if stopped else ""
+    return f"WARNING: {Path(results['path']).name} has no '{key}'{why}: {what} keeps the configured rate"
+
+
 def _segmentation(cfg: EstimateConfig, seconds: float, results: dict[str, Any] | None) -> Part:
     seg = cfg.segmentation
     windows = windows_per_video(seconds, seg)
     unit = "V-JEPA 2 ViT-g-384 windows per second"
     rate, gpu = Figure("windows/s", seg.windows_per_s, unit), Figure("gpu", seg.gpu)
-    if results is not None:
-        rate = Figure(rate.name, result_number(results, "vitg_windows_per_s"), unit, measured_source(results))
+    measured = None if results is None else optional_result_number(results, "vitg_windows_per_s")
+    if measured is not None:
+        rate = Figure(rate.name, measured, unit, measured_source(results))
         gpu = Figure("gpu", results["environment"]["gpu"], source=measured_source(results))
     kept = f"{seg.window} of every {seg.frame_step}th frame, stride {seg.window_stride}"
     figures = [Figure("source fps", seg.source_fps), Figure("windows/video", windows, kept), rate]
@@ -310,6 +322,11 @@ def estimate_build(
         "refinement": {"gpu_hours": stages[3]["gpu_hours"], "gpus": [stages[3]["gpu"]["value"]]},
         "paper": {"videos": PAPER_VIDEOS, **paper},
         "tree": tree,
+        "warnings": (
+            [missing_headline(results, "vitg_windows_per_s", "vitg", "segmentation")]
+            if results is not None and results["results"].get("vitg_windows_per_s") is None
+            else []
+        ),
         "quick_results": _quick(results),
     }
 
@@ -336,6 +353,7 @@ def format_build(report: dict[str, Any]) -> str:
     row = "{:<22} {:<26} {:>12} {:>12}"
     lines = [
         *_warning(report),
+        *report["warnings"],
         f"GPU-hour estimate: {videos:,} videos x {hpv:g} h ({hpv * 3600:,.1f} s each)",
         "",
         row.format("stage", "GPU", "GPU-s/video", "GPU-hours"),
@@ -427,15 +445,7 @@ def estimate_train(
             key = f"vljepa_stage{number}_samples_per_s"
             measured = optional_result_number(results, key)
             if measured is None and count:
-                stopped = [
-                    f"{value} ({name})"
-                    for name, value in results["results"].items()
-                    if name.startswith(f"vljepa_stage{number}") and name.endswith("_stopped")
-                ]
-                why = f"; its sweeps stopped: {', '.join(stopped)}" if stopped else ""
-                warnings.append(
-                    f"WARNING: {Path(results['path']).name} has no '{key}'{why}: {stage.name} keeps the configured rate"
-                )
+                warnings.append(missing_headline(results, key, f"vljepa_stage{number}", stage.name))
         if measured is not None:
             source = measured_source(results)
             figures = results["results"]
