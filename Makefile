@@ -70,4 +70,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .gpu-bundle
+	rm -rf $(VENV) .pytest_cache .ruff_cache .gpu-bundle $(GPU_VENV)

@@ -209,9 +209,12 @@ def rehearse(python: str, root: Path = ROOT, bundle: Path | None = None) -> dict
             "LANG": "C.UTF-8",
             "OUT": str(out),
         }
-        done = subprocess.run(
-            ["bash", "-c", machine_command(quick=True)], cwd=tree, env=env, timeout=RUN_TIMEOUT_S
-        )
+        try:
+            done = subprocess.run(
+                ["bash", "-c", machine_command(quick=True)], cwd=tree, env=env, timeout=RUN_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"gpu_bundle: the rehearsal's command ran past {RUN_TIMEOUT_S} s") from None
         if done.returncode:
             raise SystemExit(f"gpu_bundle: the rehearsal's command exited {done.returncode}")
         data = json.loads((out / RESULTS).read_text())
