@@ -232,6 +232,32 @@ def stop_reason(result: dict[str, Any]) -> str:
     return OUT_OF_MEMORY if result["error"] == OUT_OF_MEMORY else ERROR
 
 
+def sweep(
+    run: Run,
+    device: torch.device,
+    tag: str,
+    name: str,
+    batches: list[int],
+    deadline: float,
+    measure: Callable[[int], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+) -> tuple[list[dict[str, Any]], str]:
+    """`measure(batch)` at each batch in turn, until one fails or would end past `deadline`; each result
+    recorded as `{tag}_b{batch}` and printed on a row of `name`, the batch and `describe(result)` (or its
+    error). Returns the results that fitted, and why the sweep stopped."""
+    fitted: list[dict[str, Any]] = []
+    for batch in batches:
+        if not fits_before(deadline, fitted[-1] if fitted else None):
+            return fitted, TIME_BUDGET
+        result = attempt(partial(measure, batch), device)
+        row = f"{name} b{batch:<3} {result['error'] if 'error' in result else describe(result)}"
+        run.record(f"{tag}_b{batch}", result, row)
+        if "error" in result:
+            return fitted, stop_reason(result)
+        fitted.append(result)
+    return fitted, CAP
+
+
 def headline(sweeps: list[tuple[list[dict[str, Any]], str]], rate: str) -> dict[str, Any] | None:
     """The fastest result by `rate` of the sweeps (results that fitted, why it stopped) that ran to
     memory's limit or the cap; None where none did: a sweep cut by time or an error has not found
@@ -252,42 +278,30 @@ def bench_segmentation(run: Run, device: torch.device, quick: bool, size: dict[s
     with torch.device(device):
         model = VJEPA2Model(config).to(torch.bfloat16).eval()
     window = size["window"]
-    fitted: list[dict[str, Any]] = []
-    stopped = CAP
-    for batch in size["seg_batches"]:
-        if not fits_before(deadline, fitted[-1] if fitted else None):
-            stopped = TIME_BUDGET
-            break
+
+    def one(batch: int) -> dict[str, Any]:
         cfg = SegmentConfig(
             model=VITG, window=window, batch_windows=batch, device=str(device), dtype="bfloat16"
         )
         features = VJEPA2Features(cfg, model=model)
-        crop = features.crop
-        clips = [torch.randint(0, 256, (window, 3, crop, crop), dtype=torch.uint8) for _ in range(batch)]
+        clips = [
+            torch.randint(0, 256, (window, 3, features.crop, features.crop), dtype=torch.uint8)
+            for _ in range(batch)
+        ]
+        seconds = timed(lambda: features._encode(clips), device, size["warmup"], size["repeats"])
+        return {
+            "batch": batch,
+            "s_per_batch": round(seconds, 4),
+            "windows_per_s": round(batch / seconds, 3),
+            "frames_per_s": round(batch * window / seconds, 1),
+            **memory(device),
+        }
 
-        def one(features=features, clips=clips, batch=batch) -> dict[str, Any]:
-            seconds = timed(lambda: features._encode(clips), device, size["warmup"], size["repeats"])
-            return {
-                "batch": batch,
-                "s_per_batch": round(seconds, 4),
-                "windows_per_s": round(batch / seconds, 3),
-                "frames_per_s": round(batch * window / seconds, 1),
-                **memory(device),
-            }
+    def describe(result: dict[str, Any]) -> str:
+        return f"{result['windows_per_s']:8.2f} windows/s {result['frames_per_s']:9.1f} frames/s peak {gb(result)}"
 
-        result = attempt(one, device)
-        row = f"segment vitg {window}f {crop}px b{batch:<3} " + (
-            f"{result['windows_per_s']:8.2f} windows/s {result['frames_per_s']:9.1f} frames/s "
-            f"peak {gb(result)}"
-            if "error" not in result
-            else result["error"]
-        )
-        run.record(f"vitg_b{batch}", result, row)
-        if "error" in result:
-            stopped = stop_reason(result)
-            break
-        fitted.append(result)
-    del model
+    name = f"segment vitg {window}f {config.crop_size}px"
+    fitted, stopped = sweep(run, device, "vitg", name, size["seg_batches"], deadline, one, describe)
     run.record("vitg_stopped", stopped, f"segment vitg stopped: {stopped}")
     best = headline([(fitted, stopped)], "windows_per_s")
     if best:
@@ -355,38 +369,28 @@ def sweep_batches(
     """Batches doubling from 1 to `cap` until one fails or would end past `deadline`: the results that
     fitted, and why the sweep stopped."""
     crop = model.crop_size
-    fitted: list[dict[str, Any]] = []
-    batch = 1
-    while batch <= cap:
-        if not fits_before(deadline, fitted[-1] if fitted else None):
-            return fitted, TIME_BUDGET
-        texts = [f"{CAPTION} ({i})" for i in range(batch)]
 
-        def one(batch=batch, texts=texts) -> dict[str, Any]:
-            clips = torch.randn(batch, frames, 3, crop, crop, device=device)
+    def one(batch: int) -> dict[str, Any]:
+        texts = [f"{CAPTION} ({i})" for i in range(batch)]
+        clips = torch.randn(batch, frames, 3, crop, crop, device=device)
+        try:
             seconds = timed(
                 lambda: train_step(model, optimizer, clips, texts), device, size["warmup"], size["repeats"]
             )
-            return {
-                "batch": batch,
-                "step_s": round(seconds, 4),
-                "samples_per_s": round(batch / seconds, 2),
-                **memory(device),
-            }
+        finally:
+            optimizer.zero_grad(set_to_none=True)  # an OOM mid-backward leaves gradients behind
+        return {
+            "batch": batch,
+            "step_s": round(seconds, 4),
+            "samples_per_s": round(batch / seconds, 2),
+            **memory(device),
+        }
 
-        result = attempt(one, device)
-        optimizer.zero_grad(set_to_none=True)  # an OOM mid-backward leaves gradients behind
-        row = f"train {tag:<24} b{batch:<3} " + (
-            f"{result['step_s']:8.3f} s/step {result['samples_per_s']:8.1f} samples/s peak {gb(result)}"
-            if "error" not in result
-            else result["error"]
-        )
-        run.record(f"{tag}_b{batch}", result, row)
-        if "error" in result:
-            return fitted, stop_reason(result)
-        fitted.append(result)
-        batch *= 2
-    return fitted, CAP
+    def describe(result: dict[str, Any]) -> str:
+        return f"{result['step_s']:8.3f} s/step {result['samples_per_s']:8.1f} samples/s peak {gb(result)}"
+
+    batches = [2**n for n in range(cap.bit_length())]  # 1, 2, 4, ... up to cap
+    return sweep(run, device, tag, f"train {tag:<24}", batches, deadline, one, describe)
 
 
 def bench_stage(

@@ -25,13 +25,16 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from action100m.utils.lockcheck import read_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ".gpu-bundle"
@@ -50,20 +53,6 @@ COMMAND_TIMEOUT_S = 450  # a backstop for a configuration that hangs: the result
 RUN_TIMEOUT_S = 540  # the device tool's timeout_s for the command
 COMMAND_LIMIT = 2000  # the device tool's longest command
 RESULTS = "gpu_paper_presets.json"
-
-
-def locked_versions(lock: Path) -> dict[str, str]:
-    """name -> version of requirements/lock.txt's pins (PEP 503 names)."""
-    pins = {}
-    for line in lock.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line)
-        if match:
-            pins[normalise(match[1])] = match[2]
-    return pins
-
-
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def machine_command(quick: bool = False) -> str:
@@ -123,7 +112,9 @@ def _wheel(name: str, version: str, into: Path) -> Path:
         capture_output=True,
         timeout=300,
     )
-    wheels = [w for w in into.glob("*.whl") if normalise(w.name.split("-")[0]) == normalise(name)]
+    wheels = [
+        w for w in into.glob("*.whl") if canonicalize_name(w.name.split("-")[0]) == canonicalize_name(name)
+    ]
     if len(wheels) != 1 or not wheels[0].name.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")):
         found = ", ".join(w.name for w in wheels) or "no wheel"
         raise SystemExit(
@@ -146,16 +137,16 @@ def build_bundle(out: Path, root: Path = ROOT) -> dict[str, Any]:
     """Writes the bundle to `out` (replacing one there) and returns its manifest; refuses a bundle
     over BUNDLE_LIMIT or a tree and bundle over TRAVEL_LIMIT."""
     out = out.resolve()
-    pins = locked_versions(root / "requirements" / "lock.txt")
+    pins = read_lock(root / "requirements" / "lock.txt")
     tree = tree_bytes(root)  # before the scratch folder below lies in it
     scratch = Path(tempfile.mkdtemp(prefix=".gpu-bundle-", dir=out.parent))
     scratch.chmod(0o755)  # mkdtemp makes it private
     try:
         (scratch / "wheels").mkdir()
         for name in BUNDLED:
-            if normalise(name) not in pins:
+            if canonicalize_name(name) not in pins:
                 raise SystemExit(f"gpu_bundle: {name} has no pin in requirements/lock.txt")
-            _wheel(name, pins[normalise(name)], scratch / "wheels")
+            _wheel(name, pins[canonicalize_name(name)], scratch / "wheels")
         tokenizer = scratch / "minilm-tokenizer"
         tokenizer.mkdir()
         for name in TOKENIZER_FILES:
@@ -226,7 +217,7 @@ def check_rehearsal(data: dict[str, Any], root: Path = ROOT) -> list[str]:
     """What is wrong with a rehearsal's results: not the machine's Python, torch or transformers
     (requirements/gpu-machine.txt), or no headline for segmentation or a training stage."""
     env, results = data["environment"], data["results"]
-    pins = locked_versions(root / "requirements" / "gpu-machine.txt")
+    pins = read_lock(root / "requirements" / "gpu-machine.txt")
     problems = [] if env["python"].startswith("3.12.") else [f"Python {env['python']}, not 3.12"]
     for name in ("torch", "transformers"):
         if env[name].split("+")[0] != pins[name]:

@@ -16,6 +16,7 @@ from transformers import AutoTokenizer
 from action100m.cli import main
 from action100m.models.config import MINILM
 from action100m.models.hub import model_path
+from action100m.utils.lockcheck import read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,7 @@ def bundle(tmp_path_factory):
 @pytest.mark.timeout(300)
 def test_the_bundle_holds_the_locked_wheels_and_the_tokenizer_without_weights(bundle):
     out, manifest = bundle
-    pins = gpu_bundle.locked_versions(ROOT / "requirements" / "lock.txt")
+    pins = read_lock(ROOT / "requirements" / "lock.txt")
     wheels = sorted(p.name for p in (out / "wheels").iterdir())
     assert wheels == [
         f"antlr4_python3_runtime-{pins['antlr4-python3-runtime']}-py3-none-any.whl",
