@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from action100m.config import VideoConfig
 from data_build.caption import CaptionConfig
+from data_build.guard import GuardConfig
 from data_build.refine import RefineConfig
 from data_build.segment import SegmentConfig
 
@@ -64,6 +65,10 @@ class BuildConfig:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     sample_video: SampleVideoConfig = field(default_factory=SampleVideoConfig)
+    # Before the first video, each configured backend answers one real request of the kind the build
+    # sends (data_build/canary.py); a refusing server stops the build there, naming itself.
+    canary: bool = True
+    failure_guard: GuardConfig = field(default_factory=GuardConfig)  # data_build/guard.py
     wandb: WandbConfig = field(default_factory=WandbConfig)
     progress: bool = True
 

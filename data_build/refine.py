@@ -297,6 +297,23 @@ class NodeCache:
         write_json_atomic(self.path(video_uid, node_id), entry, indent=None)
 
 
+def reopen_nodes(work_dir: Path, digest: str, failures: list[RefineFailure]) -> None:
+    """Mark the last round of each failed node as cut short by its backend, so that a rerun sends it
+    again (the failure-rate guard found the server, not the node, at fault)."""
+    cache = NodeCache(Path(work_dir) / "refine" / digest)
+    for failure in failures:
+        path = cache.path(failure.video_uid, failure.node_id or "")
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        state = entry["state"]
+        if state["rounds"]:
+            state["rounds"][-1]["status"] = "backend_error"
+        state["final"] = False
+        write_json_atomic(path, entry, indent=None)
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 

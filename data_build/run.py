@@ -26,10 +26,12 @@ from action100m.utils.atomic import write_bytes_atomic, write_json_atomic, write
 from action100m.video import VideoError, open_readable
 from action100m.video.reencode import reencode
 from data_build.cache import check_previous, read_cached, shard_skipped, stage_hashes
+from data_build.canary import CanaryFailed, check_captioners, check_llm
 from data_build.caption import Redo, caption_records, caption_synthetic
 from data_build.config import STAGES, BuildConfig
+from data_build.guard import FIELD_ROLES, LLM_ROLE, FailureRateExceeded, check_failure_rate
 from data_build.inputs import Entry, assign_shards, read_input
-from data_build.refine import refine_records
+from data_build.refine import Mode, refine_records, reopen_nodes
 from data_build.segment import score_tree, segment_videos
 
 RETRY_EXIT = 3  # retryable backend failures: rerun the same command once the servers are back
@@ -180,8 +182,21 @@ class Builder:
             if pending:
                 redo[record.video_uid] = pending
                 todo.append((record, source))
+        tripped = None
         if todo:
             result = self._run_caption(todo, redo)
+            tripped = self._guard(
+                result.failures,
+                {
+                    FIELD_ROLES["frame_caption"]: result.image_requests,
+                    FIELD_ROLES["segment_caption"]: result.video_requests,
+                },
+                {
+                    id(f): FIELD_ROLES[f.field_name]
+                    for f in result.failures
+                    if getattr(f, "field_name", None) in FIELD_ROLES
+                },
+            )
             failures.extend(result.failures)
             for record, _ in todo:
                 mine = kept.get(record.video_uid, []) + [
@@ -205,6 +220,8 @@ class Builder:
                     },
                 )
         self.seconds["caption"] += time.perf_counter() - start
+        if tripped is not None:  # its failures were cached as retryable: the rerun asks for them again
+            raise tripped
 
     def _run_caption(self, todo: list[tuple[VideoRecord, Any]], redo: Redo) -> Any:
         cfg = self.cfg.caption
@@ -223,6 +240,32 @@ class Builder:
         segment = self._backend("caption.segment_captioner", cfg.segment_captioner)
         return caption_records(todo, cfg, frame, segment, redo)
 
+    def canary(self, entries: list[Entry]) -> None:
+        """Each configured backend answers one real request, on the first readable video of `entries`,
+        before any video is processed (data_build/canary.py); `CanaryFailed` if one does not."""
+        caption, refine = self.cfg.caption, self.cfg.refine
+        models, llm = caption.mode == "models", Mode(refine.mode) == Mode.llm
+        if not (models or llm):
+            return
+        for entry in entries:
+            for _, source in self.open_sources([entry], []):
+                uid = str(entry.video_uid)
+                try:
+                    captions: dict[str, str] | None = {}
+                    if models:
+                        frame = self._backend("caption.frame_captioner", caption.frame_captioner)
+                        segment = self._backend("caption.segment_captioner", caption.segment_captioner)
+                        captions = check_captioners(uid, source, caption, frame, segment)
+                    if captions is None:
+                        continue
+                    if llm:
+                        backend = self._backend("refine.llm", refine.llm)
+                        check_llm(uid, source.info.duration, refine, backend, captions)
+                    return
+                finally:
+                    source.close()
+        # No readable video in this shard: nothing to ask with; the build records each video's failure.
+
     def refine(self, records: list[VideoRecord], failures: list[StageError]) -> None:
         start = time.perf_counter()
         llm = None
@@ -233,6 +276,26 @@ class Builder:
         # Annotated nodes whose later rounds were cut short count too: retry_failed=true resumes them.
         failures.extend([*result.failures, *result.incomplete])
         self.seconds["refine"] += time.perf_counter() - start
+        if llm is not None:
+            refined = [*result.failures, *result.incomplete]
+            tripped = self._guard(
+                refined, {LLM_ROLE: result.selected - result.from_cache}, {id(f): LLM_ROLE for f in refined}
+            )
+            if tripped is not None:
+                reopen_nodes(upstream, result.config_hash, tripped.failures)
+                raise tripped
+
+    def _guard(
+        self, failures: list[StageError], requests: dict[str, int], role_of: dict[int, str]
+    ) -> FailureRateExceeded | None:
+        """The failure-rate guard's verdict on one stage of a batch; its failures become retryable."""
+        try:
+            check_failure_rate(failures, requests, role_of, self.cfg.failure_guard)
+        except FailureRateExceeded as err:
+            for failure in err.failures:
+                failure.retryable = True  # type: ignore[attr-defined]
+            return err
+        return None
 
     def sample(self, record: VideoRecord, source: Any) -> tuple[str, dict[str, bytes]]:
         start = time.perf_counter()
@@ -334,11 +397,18 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     bar = tqdm(
         total=sum(len(shards[i]) for i in mine), unit="video", disable=not cfg.progress, file=sys.stderr
     )
+    canaried = not cfg.canary
     for index in mine:
         if shard_skipped(shard_set, index, cfg, hashes["shards"]):
             skipped += 1
             bar.update(len(shards[index]))
             continue
+        if not canaried:
+            try:
+                builder.canary(shards[index])
+            except CanaryFailed as err:
+                raise (PendingFailures(str(err)) if err.retryable else err) from None
+            canaried = True
         marker, pending[index] = builder.build_shard(shard_set, index, shards[index])
         bar.update(len(shards[index]))
         if marker is None:
