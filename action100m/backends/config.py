@@ -86,23 +86,36 @@ class TransformersConfig:
 
 @dataclass
 class HTTPConfig:
+    # The replicas serving the model: base_urls when given, else base_url alone. Each request goes to
+    # the live replica with the fewest requests in flight.
     base_url: str = serving("http://localhost:8000/v1")
+    base_urls: list[str] = field(default_factory=list, metadata={_SERVING: True})
     api_key_env: str = serving("VLLM_API_KEY")  # the NAME of the variable with the key; unset: none sent
     transport: Transport = serving(Transport.aiohttp)
-    concurrency: int = serving(64)  # requests in flight per backend
+    # Requests in flight to EACH replica. Size it so that the server never queues what it is sent: all
+    # of a replica's clients together (the build tasks x concurrency) within its --max-num-seqs
+    # (slurm/serve_vllm.sh's *_MAX_NUM_SEQS). A request the server queues would spend its timeout_s
+    # waiting; sized so, timeout_s measures only a request that runs.
+    concurrency: int = serving(64)
     timeout_s: float = serving(600.0)  # per request, sending to last byte
+    # Connecting only: a replica whose node is gone (no answer, not even a refusal) is passed over
+    # after this, not after timeout_s.
+    connect_timeout_s: float = serving(10.0)
     max_retries: int = serving(4)  # on 408, 429, 5xx, timeouts, connection errors and unreadable bodies
     # retry k waits base * 2^k, capped, times a random factor in [0.5, 1]
     backoff_base_s: float = serving(1.0)
     backoff_max_s: float = serving(30.0)
-    check_model: bool = serving(True)  # at start-up, fail if a reachable server does not serve `model`
-    # KEY=URL lines naming the server (slurm/serve_vllm.sh writes servers.env): its `servers_key` line
-    # wins over base_url, and is read again whenever the circuit breaker opens (the server moved).
+    check_model: bool = serving(True)  # at start-up, fail if a reachable replica does not serve `model`
+    # KEY=URL lines naming the replicas (slurm/serve_vllm.sh writes servers.env, one `servers_key` line
+    # per replica): they win over base_url(s), and the file is read again whenever a replica's circuit
+    # breaker opens and before each probe (the server job came back elsewhere, with other replicas).
     servers_file: str | None = serving(None)
     servers_key: str | None = serving(None)  # e.g. LLM_URL
-    # The circuit breaker: after this many connection failures or 5xx in a row every request waits
-    # while the server is probed (first after backoff_base_s, doubling up to breaker_backoff_max_s);
-    # a server back within breaker_wait_s gets them all again, else they fail as retryable. 0: off.
+    # The circuit breaker, one per replica: after this many connection failures or 5xx in a row the
+    # replica takes no request while it is probed (first after backoff_base_s, doubling up to
+    # breaker_backoff_max_s); its requests go to the other replicas, and it rejoins once it answers.
+    # With every replica down, requests wait; they go on when one is back within breaker_wait_s, else
+    # they fail as retryable. 0: off.
     breaker_failures: int = serving(8)
     breaker_wait_s: float = serving(1800.0)
     breaker_backoff_max_s: float = serving(60.0)

@@ -1,16 +1,19 @@
-"""All three interfaces served by an OpenAI-compatible Chat Completions server (`vllm serve`, ...).
+"""All three interfaces served by OpenAI-compatible Chat Completions servers (`vllm serve`, ...).
 
-The backend owns one event loop in a daemon thread and one pooled HTTP client on it, so connections
-are reused across batch calls and the sync API works whether or not the caller runs a loop of its
-own. A batch becomes one request per item, at most `concurrency` in flight; each request is retried
+The backend owns one event loop in a daemon thread and, per replica of the server, one pooled HTTP
+client on it, so connections are reused across batch calls and the sync API works whether or not the
+caller runs a loop of its own. A batch becomes one request per item; each goes to the live replica with
+the fewest requests in flight, at most `concurrency` in flight per replica. Each request is retried
 with exponential backoff and jitter on 408, 429, 5xx, timeouts, connection errors and unreadable
-bodies, and an item that still fails comes back as a `BackendError` in its place, `retryable` (a rerun
-sends it again); a reply the server refuses (another 4xx) or leaves empty is a final failure.
+bodies (on another replica when one has room), and an item that still fails comes back as a
+`BackendError` in its place, `retryable` (a rerun sends it again), naming the replica it went to; a
+reply the server refuses (another 4xx) or leaves empty is a final failure.
 
-A circuit breaker rides out outages: after `breaker_failures` connection failures or 5xx in a row,
-every request waits while the server is probed (GET /models) with backoff; each probe first reads the
-servers file again, when one is configured, so a server job that came back on another node is found.
-Requests go on once the server answers, or fail as retryable once it stayed down `breaker_wait_s`.
+A circuit breaker per replica rides out outages: after `breaker_failures` connection failures or 5xx
+in a row the replica is passed over while it is probed (GET /models) with backoff, and rejoins once it
+answers. The servers file, when one is configured, is read again when a breaker opens and before each
+probe, so replicas that came back elsewhere, or were added, are found. Only with every replica down do
+requests wait; they go on once one answers, or fail as retryable once all stayed down `breaker_wait_s`.
 
 The API key is read from the environment variable named in the config at request time; it is never
 stored on the backend, so it cannot reach `describe()`, `repr()`, logs or shards.
@@ -27,7 +30,8 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,104 +90,66 @@ class _LoopThread:
         self.loop.close()
 
 
-def read_servers_file(path: str | Path, key: str) -> str | None:
-    """The value of `key` in a file of KEY=VALUE lines (slurm/serve_vllm.sh's servers.env); None when
-    the file or the line is missing (the server job removes the file when it stops)."""
+def read_servers_file(path: str | Path, key: str) -> list[str]:
+    """The addresses under `key` in a file of KEY=VALUE lines (slurm/serve_vllm.sh's servers.env): one
+    line per replica, in order (a line may also list several, comma-separated), each address once; []
+    when the file or the lines are missing (the server job removes the file when it stops)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
-        return None
+        return []
+    urls: list[str] = []
     for line in text.splitlines():
         name, equals, value = line.partition("=")
-        if equals and name.strip() == key and value.strip():
-            return value.strip()
-    return None
+        if equals and name.strip() == key:
+            urls += [url.strip() for url in value.split(",") if url.strip()]
+    return list(dict.fromkeys(urls))
 
 
 class Outage(Exception):
-    """The circuit breaker gave up on the server."""
+    """The backend gave up on its servers: every replica stayed down."""
 
 
 class CircuitBreaker:
-    """Holds every request of one backend while its server is down; lives on the backend's loop.
+    """Whether one replica takes requests.
 
-    `failures` counts connection failures and 5xx in a row (any other answer of the server resets it);
-    at `threshold`, or when a request runs out of attempts on such a failure, the breaker opens:
-    requests wait in `admit()` while `_recover()` probes the server. A probe that succeeds resets the
-    count and lets them go, each with the attempts it has left (one more for a request that had run
-    out: it is held once). A server still down `wait_s` after the first failure of the run is given
-    up on: every request then fails at once with `Outage`."""
+    `failures` counts connection failures and 5xx in a row (any other answer of the replica resets
+    it); at `threshold`, or when a request runs out of attempts on such a failure, the breaker opens
+    and the replica takes no request until a probe finds it answering (`HTTPChatBackend._recover`)."""
 
-    def __init__(
-        self,
-        http: HTTPConfig,
-        probe: Callable[[], Awaitable[bool]],
-        reread: Callable[[], None],
-        server: Callable[[], str],
-    ):
-        self.threshold, self.wait_s = http.breaker_failures, http.breaker_wait_s
-        self.backoff_s, self.backoff_max_s = http.backoff_base_s, http.breaker_backoff_max_s
-        self._probe, self._reread, self._server = probe, reread, server
+    def __init__(self, threshold: int):
+        self.threshold = threshold
         self.failures = 0
-        self.gave_up: str | None = None
-        self._down_since: float | None = None
-        self._closed = asyncio.Event()
-        self._closed.set()
-        self._recovery: asyncio.Task | None = None
-
-    async def admit(self) -> None:
-        await self._closed.wait()
-        if self.gave_up is not None:
-            raise Outage(self.gave_up)
+        self.down_since: float | None = None  # the first of the failures in a row
+        self.open = False
 
     def answered(self) -> None:
-        self.failures, self._down_since = 0, None
+        self.failures, self.down_since = 0, None
 
     def failed(self, trip: bool = False) -> bool:
         """Count an outage failure (`trip`: open even below the threshold); True when the breaker is
-        open, so the request waits rather than gives up."""
+        (now) open, so the request is held rather than given up on."""
         if self.threshold <= 0:
             return False
         self.failures += 1
-        self._down_since = self._down_since or time.monotonic()
-        if self.failures < self.threshold and not trip:
-            return False
-        if self._closed.is_set() and self.gave_up is None:
-            self._closed.clear()
-            self._recovery = asyncio.ensure_future(self._recover())
-        return True
+        self.down_since = self.down_since or time.monotonic()
+        return self.failures >= self.threshold or trip
 
-    async def _recover(self) -> None:
-        log.warning(
-            "%s: %d connection failures or 5xx in a row; requests wait while the server is probed "
-            "(up to %g s)",
-            self._server(),
-            self.failures,
-            self.wait_s,
-        )
-        delay = self.backoff_s
-        while True:
-            left = self.wait_s - (time.monotonic() - (self._down_since or time.monotonic()))
-            if left <= 0:
-                self.gave_up = (
-                    f"server {self._server()} down: {self.failures} connection failures or 5xx in a row, "
-                    f"not back within http.breaker_wait_s={self.wait_s:g} s"
-                )
-                log.error("%s", self.gave_up)
-                self._closed.set()
-                return
-            await asyncio.sleep(min(delay, left))
-            self._reread()
-            if await self._probe():
-                log.warning("%s: the server answers again; requests go on", self._server())
-                self.answered()
-                self._closed.set()
-                return
-            delay = min(2 * delay, self.backoff_max_s)
 
-    def cancel(self) -> None:
-        if self._recovery is not None:
-            self._recovery.cancel()
+class Replica:
+    """One server of the model: its address, its client, its breaker and the requests in flight to it."""
+
+    def __init__(self, url: str, transport: AiohttpTransport | OpenAITransport, breaker: CircuitBreaker):
+        self.url = url
+        self.transport = transport
+        self.breaker = breaker
+        self.in_flight = 0
+        self.recovery: asyncio.Task | None = None  # probing it while its breaker is open
+
+    @property
+    def name(self) -> str:
+        """Its address without credentials."""
+        return _without_credentials(self.url)
 
 
 class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
@@ -202,21 +168,20 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
             raise self.error(
                 "http.servers_key: needed with http.servers_file (the key of its line, e.g. LLM_URL)"
             )
-        self._base_url = self.http.base_url
+        urls = list(dict.fromkeys(self.http.base_urls or [self.http.base_url]))
         if self.http.servers_file:
-            self._base_url = (
-                read_servers_file(self.http.servers_file, self.http.servers_key) or self._base_url
-            )
+            urls = read_servers_file(self.http.servers_file, self.http.servers_key) or urls
         self._loop = _LoopThread()
-        if self.http.transport == Transport.openai:
-            self._transport: Any = OpenAITransport(self._base_url, self.http.timeout_s, self._api_key)
-        else:
-            self._transport = AiohttpTransport(self._base_url, self.http.concurrency, self.http.timeout_s)
-        self._loop.run(self._transport.open())
-        self._breaker = CircuitBreaker(self.http, self._probe, self._reread_servers, lambda: self.server)
-        # Closes the client and stops the thread on close(), garbage collection or interpreter exit.
-        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._transport, self._breaker)
-        self._slots = asyncio.Semaphore(self.http.concurrency)
+        # Changed in place only (never rebound): the finalizer closes the replicas of the moment.
+        self._replicas: list[Replica] = []
+        self._retired: list[Replica] = []  # dropped from the servers file: closed at shut-down
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._replicas, self._retired)
+        self._replicas += self._loop.run(self._open_replicas(urls))
+        self._last = self._replicas[0]  # the replica a request was last sent to
+        self._waiters: deque[asyncio.Future[None]] = deque()  # requests waiting for a slot
+        self._turn = 0  # rotates the choice among replicas with as few requests in flight
+        self._reading = asyncio.Lock()  # one reader of the servers file at a time
+        self._gave_up: str | None = None
         self._image_format = ImageFormat(self.http.image_format).value
         if self.http.check_model:
             self._check_model()
@@ -249,16 +214,22 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
     def describe(self) -> dict[str, Any]:
         settings = {key: getattr(value, "value", value) for key, value in asdict(self.http).items()}
         settings["base_url"] = self.server
+        settings["base_urls"] = self.replicas
         return {**super().describe(), **settings}
 
     @property
     def server(self) -> str:
-        """Where requests go now, without credentials."""
-        return _without_credentials(self._base_url)
+        """The replica a request was last sent to (the only one, with one), without credentials."""
+        return self._last.name
+
+    @property
+    def replicas(self) -> list[str]:
+        """Where requests may go now, without credentials."""
+        return [replica.name for replica in self._replicas]
 
     @property
     def outage(self) -> str | None:  # type: ignore[override]
-        return self._breaker.gave_up
+        return self._gave_up
 
     def close(self) -> None:
         self._finalizer()
@@ -330,81 +301,233 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
         results: list[Any] = [None] * len(items)
         queue = iter(range(len(items)))
 
-        # `concurrency` workers share the queue rather than one task per item: a batch of thousands
-        # then keeps few objects alive, which spares the process long garbage-collector pauses
-        # (measured: 0.15 s stalls of every request in flight, benchmarks/http_backend.py).
+        # As many workers as there are slots, sharing the queue, rather than one task per item: a
+        # batch of thousands then keeps few objects alive, which spares the process long garbage-
+        # collector pauses (measured: 0.15 s stalls of every request in flight, benchmarks/http_backend.py).
         async def worker() -> None:
             for index in queue:
                 results[index] = await self._one(items[index], headers)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.http.concurrency, len(items)))))
+        workers = min(self.http.concurrency * len(self._replicas), len(items))
+        await asyncio.gather(*(worker() for _ in range(workers)))
         return results
 
     async def _one(self, item: Item, headers: dict[str, str]) -> str | BackendError:
         if isinstance(item, BackendError):
             return item
         attempts = self.http.max_retries + 1
-        attempt, extra = 0, False
-        # At most attempts + 1 requests: the breaker holds a request out of attempts once; and the
-        # breaker gives up `breaker_wait_s` after the outage began.
+        attempt = 0
+        held_once: set[Replica] = set()  # the breakers that held this request when out of attempts
+        failed_on: Replica | None = None  # where the last attempt failed: the next goes elsewhere if it can
+        # At most attempts + (replicas) requests: each breaker holds a request out of attempts once;
+        # and the backend gives up `breaker_wait_s` after its last replica went down.
         while True:
             try:
-                await self._breaker.admit()
+                replica = await self._acquire(avoid=failed_on)
             except Outage as err:
-                return self.error(str(err), retryable=True, server=self.server)
-            try:
-                async with self._slots:  # held only while a request is on the wire, not while backing off
-                    text = await self._transport.chat(item, headers)
+                return self.error(str(err), retryable=True, server=(failed_on or self._last).name)
+            try:  # the slot is held only while the request is on the wire, not while backing off
+                text = await replica.transport.chat(item, headers)
             except Fatal as err:
-                self._breaker.answered()
-                return self.error(str(err), server=self.server)
+                replica.breaker.answered()
+                return self.error(str(err), server=replica.name)
             except Retryable as err:
-                attempt += 1
-                last = attempt >= attempts
-                held = False
-                if err.kind in OUTAGE:
-                    held = self._breaker.failed(trip=last and not extra) and not (last and extra)
-                    extra = extra or (held and last)
-                elif err.kind != TIMEOUT:
-                    self._breaker.answered()  # busy or garbled, but the server is there
-                if held:
-                    continue  # the breaker's probing stands in for this request's backoff
-                if last:
-                    return self.error(
-                        f"{err} (gave up after {attempt} attempts)", retryable=True, server=self.server
-                    )
-                delay = self._backoff(attempt - 1, err.retry_after)
-                log.debug("%s: %s; retry %d in %.2f s", self.model_id, err, attempt, delay)
-                await asyncio.sleep(delay)
-                continue
-            self._breaker.answered()
-            return text
+                failure = err
+            else:
+                replica.breaker.answered()
+                return text
+            finally:
+                self._release(replica)
+            attempt += 1
+            last = attempt >= attempts
+            held = False
+            failed_on = replica
+            if failure.kind in OUTAGE:
+                again = last and replica in held_once
+                held = self._failed(replica, trip=last and not again) and not again
+                if held and last:
+                    held_once.add(replica)
+            elif failure.kind != TIMEOUT:
+                replica.breaker.answered()  # busy or garbled, but the server is there
+            if held:
+                continue  # another replica takes it now, or the probing stands in for its backoff
+            if last:
+                return self.error(
+                    f"{failure} (gave up after {attempt} attempts)", retryable=True, server=replica.name
+                )
+            delay = self._backoff(attempt - 1, failure.retry_after)
+            log.debug("%s: %s: %s; retry %d in %.2f s", self.model_id, replica.name, failure, attempt, delay)
+            await asyncio.sleep(delay)
 
-    async def _probe(self) -> bool:
-        """Whether the server answers GET /models and serves this model."""
+    # --- choosing a replica
+
+    async def _acquire(self, avoid: Replica | None) -> Replica:
+        """A slot on the live replica with the fewest requests in flight, other than `avoid` while
+        another has room; waits while every replica is full or down."""
+        while True:
+            if self._gave_up is not None:
+                raise Outage(self._gave_up)
+            count = len(self._replicas)
+            free = [
+                (replica.in_flight, (index - self._turn) % count, replica)
+                for index, replica in enumerate(self._replicas)
+                if not replica.breaker.open and replica.in_flight < self.http.concurrency
+            ]
+            if free:
+                others = [entry for entry in free if entry[2] is not avoid] or free
+                replica = min(others, key=lambda entry: entry[:2])[2]
+                self._turn += 1
+                replica.in_flight += 1
+                self._last = replica
+                return replica
+            timeout = None
+            if all(replica.breaker.open for replica in self._replicas):
+                timeout = self._outage_left()
+                if timeout <= 0:
+                    self._give_up()
+                    continue
+            await self._wait_for_change(timeout)
+
+    def _release(self, replica: Replica) -> None:
+        replica.in_flight -= 1
+        self._wake()
+
+    async def _wait_for_change(self, timeout: float | None) -> None:
+        """Until a slot is released, a replica goes down or rejoins, or `timeout` passes."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # hand on the slot this request was woken for
+            raise
+
+    def _wake(self, everyone: bool = False) -> None:
+        """Wake the first waiting request (a slot was released), or all (the replicas changed)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
+
+    # --- the circuit breakers
+
+    def _failed(self, replica: Replica, trip: bool) -> bool:
+        """Count an outage failure of `replica`; True when its breaker is open (the request is held)."""
+        held = replica.breaker.failed(trip)
+        if held and not replica.breaker.open:
+            replica.breaker.open = True
+            replica.recovery = asyncio.ensure_future(self._recover(replica))
+            self._wake(everyone=True)
+        return held
+
+    async def _recover(self, replica: Replica) -> None:
+        """Probe a replica whose breaker opened (GET /models, with backoff) until it answers, following
+        the servers file before each probe; it rejoins once it answers, or stops being probed when the
+        file no longer names it."""
+        alone = all(other.breaker.open for other in self._replicas)
+        log.warning(
+            "%s: %d connection failures or 5xx in a row; %s",
+            replica.name,
+            replica.breaker.failures,
+            f"requests wait while the server is probed (up to {self.http.breaker_wait_s:g} s)"
+            if alone
+            else "its requests go to the other replicas while it is probed",
+        )
+        await self._follow_servers_file()
+        delay = self.http.backoff_base_s
+        while replica in self._replicas:
+            await asyncio.sleep(delay)
+            await self._follow_servers_file()
+            if replica not in self._replicas:
+                return
+            if await self._probe(replica):
+                log.warning("%s: the server answers again; requests go on", replica.name)
+                replica.breaker.answered()
+                replica.breaker.open = False
+                self._wake(everyone=True)
+                return
+            delay = min(2 * delay, self.http.breaker_backoff_max_s)
+
+    def _outage_left(self) -> float:
+        """Seconds until the backend gives up, every replica down: breaker_wait_s after the last of
+        them began to fail."""
+        now = time.monotonic()
+        began = max(replica.breaker.down_since or now for replica in self._replicas)
+        return self.http.breaker_wait_s - (now - began)
+
+    def _give_up(self) -> None:
+        failures = sum(replica.breaker.failures for replica in self._replicas)
+        down = (
+            f"server {self._replicas[0].name} down"
+            if len(self._replicas) == 1
+            else f"every server down ({', '.join(self.replicas)})"
+        )
+        self._gave_up = (
+            f"{down}: {failures} connection failures or 5xx in a row, not back within "
+            f"http.breaker_wait_s={self.http.breaker_wait_s:g} s"
+        )
+        log.error("%s", self._gave_up)
+        for replica in self._replicas:
+            if replica.recovery is not None:
+                replica.recovery.cancel()
+        self._wake(everyone=True)
+
+    async def _probe(self, replica: Replica) -> bool:
+        """Whether the replica answers GET /models and serves this model."""
         timeout = min(10.0, self.http.timeout_s)
         try:
-            served = await asyncio.wait_for(self._transport.models(self._headers(), timeout), timeout)
+            served = await asyncio.wait_for(replica.transport.models(self._headers(), timeout), timeout)
         except Exception:  # noqa: BLE001 - any failure means: not back yet
             return False
         return self.model_id in served
 
-    def _reread_servers(self) -> None:
-        """Follow the servers file to where the server is now."""
+    async def _follow_servers_file(self) -> None:
+        """Take the replicas the servers file names now: new ones join, those it no longer names are
+        dropped (their requests in flight finish); a missing file (the server job stopped) changes
+        nothing."""
         if not self.http.servers_file:
             return
-        url = read_servers_file(self.http.servers_file, self.http.servers_key)
-        if url and url != self._base_url:
+        async with self._reading:
+            urls = read_servers_file(self.http.servers_file, self.http.servers_key)
+            if not urls or urls == [replica.url for replica in self._replicas]:
+                return
             log.warning(
-                "%s: %s names a new address for %s: %s (was %s)",
+                "%s: %s names %s for %s: %s (was %s)",
                 self.model_id,
                 self.http.servers_file,
+                "a new address" if len(urls) == 1 else "new addresses",
                 self.http.servers_key,
-                _without_credentials(url),
-                self.server,
+                ", ".join(_without_credentials(url) for url in urls),
+                ", ".join(self.replicas),
             )
-            self._base_url = url
-            self._transport.retarget(url)
+            kept = {replica.url: replica for replica in self._replicas}
+            replicas = [kept.pop(url, None) or await self._open_replica(url) for url in urls]
+            for dropped in kept.values():
+                if dropped.recovery is not None and dropped.recovery is not asyncio.current_task():
+                    dropped.recovery.cancel()
+                self._retired.append(dropped)
+            self._replicas[:] = replicas
+            self._wake(everyone=True)
+
+    async def _open_replicas(self, urls: list[str]) -> list[Replica]:
+        return [await self._open_replica(url) for url in urls]
+
+    async def _open_replica(self, url: str) -> Replica:
+        if self.http.transport == Transport.openai:
+            transport: Any = OpenAITransport(
+                url, self.http.timeout_s, self.http.connect_timeout_s, self._api_key
+            )
+        else:
+            transport = AiohttpTransport(
+                url, self.http.concurrency, self.http.timeout_s, self.http.connect_timeout_s
+            )
+        await transport.open()
+        return Replica(url, transport, CircuitBreaker(self.http.breaker_failures))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         # Jitter spreads out the retries of a whole batch that failed at once (a restarting server).
@@ -414,34 +537,41 @@ class HTTPChatBackend(ImageCaptioner, VideoCaptioner, LLM):
         return delay
 
     def _check_model(self) -> None:
-        """Fail fast on a wrong model name or key; a server not up yet only gets a warning."""
+        """Fail fast on a wrong model name or key; a replica not up yet only gets a warning."""
         timeout = min(10.0, self.http.timeout_s)
-        try:
-            served = self._loop.run(
-                asyncio.wait_for(self._transport.models(self._headers(), timeout), timeout)
+        headers = self._headers()
+
+        async def ask_all() -> list[Any]:
+            asks = (replica.transport.models(headers, timeout) for replica in self._replicas)
+            return await asyncio.gather(
+                *(asyncio.wait_for(ask, timeout) for ask in asks), return_exceptions=True
             )
-        except Fatal as err:
-            self.close()
-            raise self.error(f"start-up check at {self.server}: {err}") from None
-        except Exception as err:  # noqa: BLE001 - any failure to reach the server is reported per item later
-            log.warning(
-                "%s: %s unreachable at start-up (%s: %s); failed requests will be recorded per item",
-                self.model_id,
-                self.server,
-                type(err).__name__,
-                err,
-            )
-            return
-        if self.model_id not in served:
-            self.close()
-            raise self.error(f"not served at {self.server}; it serves {served}")
+
+        for replica, served in zip(self._replicas, self._loop.run(ask_all()), strict=True):
+            if isinstance(served, Fatal):
+                self.close()
+                raise self.error(f"start-up check at {replica.name}: {served}") from None
+            if isinstance(served, BaseException):  # reported per item later, if it stays so
+                log.warning(
+                    "%s: %s unreachable at start-up (%s: %s); failed requests will be recorded per item",
+                    self.model_id,
+                    replica.name,
+                    type(served).__name__,
+                    served,
+                )
+            elif self.model_id not in served:
+                self.close()
+                raise self.error(f"not served at {replica.name}; it serves {served}")
 
 
-def _shut_down(
-    loop: _LoopThread, transport: AiohttpTransport | OpenAITransport, breaker: CircuitBreaker
-) -> None:
-    loop.loop.call_soon_threadsafe(breaker.cancel)
-    loop.run(transport.close())
+def _shut_down(loop: _LoopThread, replicas: list[Replica], retired: list[Replica]) -> None:
+    async def close() -> None:
+        for replica in [*replicas, *retired]:
+            if replica.recovery is not None:
+                replica.recovery.cancel()
+            await replica.transport.close()
+
+    loop.run(close())
     loop.stop()
 
 

@@ -4,8 +4,8 @@ A transport sends one request and either returns the reply text or raises `Retry
 5xx, timeouts, connection errors, unreadable bodies: worth another try) or `Fatal` (any other 4xx, a
 reply without content: the same request would fail again). A `Retryable` says what kind of failure it
 was; connection failures and 5xx are the ones that say the server is down (`OUTAGE`). Retries,
-backoff, the circuit breaker and the concurrency cap live in `http_backend.py`, identical for both
-transports.
+backoff, the circuit breakers, the choice of replica and the concurrency cap live in `http_backend.py`,
+identical for both transports; a transport talks to one replica.
 """
 
 from __future__ import annotations
@@ -93,26 +93,22 @@ def _seconds(value: str | None) -> float | None:
 class AiohttpTransport:
     """One pooled `aiohttp.ClientSession` on the backend's event loop."""
 
-    def __init__(self, base_url: str, concurrency: int, timeout_s: float):
+    def __init__(self, base_url: str, concurrency: int, timeout_s: float, connect_timeout_s: float):
         self.base_url = base_url.rstrip("/")
         self.concurrency = concurrency
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
         # Pool as many connections as requests may be in flight, so none waits for a socket.
         connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-        )
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=self.connect_timeout_s)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-    def retarget(self, base_url: str) -> None:
-        """Send the next requests to `base_url` (the server moved)."""
-        self.base_url = base_url.rstrip("/")
 
     async def chat(self, payload: dict[str, Any], headers: dict[str, str]) -> str:
         assert self._session is not None, "open() first"
@@ -136,7 +132,7 @@ class AiohttpTransport:
 
     async def models(self, headers: dict[str, str], timeout_s: float) -> list[str]:
         assert self._session is not None, "open() first"
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self.connect_timeout_s)
         async with self._session.get(f"{self.base_url}/models", headers=headers, timeout=timeout) as r:
             detail = await r.text()
             check_status(r.status, detail)
@@ -146,9 +142,12 @@ class AiohttpTransport:
 class OpenAITransport:
     """The openai SDK's AsyncOpenAI client on its aiohttp transport; the SDK's own retries are off."""
 
-    def __init__(self, base_url: str, timeout_s: float, api_key: Callable[[], str | None]):
+    def __init__(
+        self, base_url: str, timeout_s: float, connect_timeout_s: float, api_key: Callable[[], str | None]
+    ):
         self.base_url = base_url
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._api_key = api_key
         self._client: Any = None
 
@@ -162,7 +161,7 @@ class OpenAITransport:
         self._client = openai.AsyncOpenAI(
             base_url=self.base_url,
             api_key=key,
-            timeout=self.timeout_s,
+            timeout=openai.Timeout(self.timeout_s, connect=self.connect_timeout_s),
             max_retries=0,
             http_client=openai.DefaultAioHttpClient(),
         )
@@ -170,11 +169,6 @@ class OpenAITransport:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
-
-    def retarget(self, base_url: str) -> None:
-        """Send the next requests to `base_url` (the server moved)."""
-        self.base_url = base_url
-        self._client.base_url = base_url
 
     async def chat(self, payload: dict[str, Any], headers: dict[str, str]) -> str:
         import openai
@@ -202,7 +196,9 @@ class OpenAITransport:
         import openai
 
         try:
-            page = await self._client.models.list(timeout=timeout_s)
+            page = await self._client.models.list(
+                timeout=openai.Timeout(timeout_s, connect=self.connect_timeout_s)
+            )
         except openai.APIStatusError as err:
             check_status(err.status_code, err.response.text)
             raise

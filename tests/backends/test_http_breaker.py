@@ -162,11 +162,14 @@ def test_one_request_that_always_fails_does_not_hold_the_others_for_long():
 
 def test_servers_file_lines(tmp_path):
     path = tmp_path / "servers.env"
-    assert read_servers_file(path, "LLM_URL") is None
+    assert read_servers_file(path, "LLM_URL") == []
     path.write_text(
         "# written by slurm/serve_vllm.sh\nLLM_URL=\nLLM_URL2=http://b/v1\nLLM_URL = http://a:8002/v1\n"
     )
-    assert read_servers_file(path, "LLM_URL") == "http://a:8002/v1"
-    assert read_servers_file(path, "SEGMENT_CAPTIONER_URL") is None
+    assert read_servers_file(path, "LLM_URL") == ["http://a:8002/v1"]
+    assert read_servers_file(path, "SEGMENT_CAPTIONER_URL") == []
+    # one line per replica (serve_vllm.sh), or several on one line; each address once, in order
+    path.write_text("LLM_URL=http://a:8002/v1\nLLM_URL=http://b:8102/v1, http://c:8202/v1,http://a:8002/v1\n")
+    assert read_servers_file(path, "LLM_URL") == ["http://a:8002/v1", "http://b:8102/v1", "http://c:8202/v1"]
     with pytest.raises(BackendError, match="http.servers_key"):
         backend("http://127.0.0.1:1/v1", servers_file=str(path), check_model=False)
