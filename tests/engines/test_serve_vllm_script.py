@@ -51,6 +51,7 @@ def test_a_dry_run_never_calls_scontrol(tmp_path):
         SLURM_JOB_ID="42",
         SLURM_JOB_NODELIST="gpu[1-2]",
         GPUS_PER_NODE="2",
+        SERVE="frame_captioner,segment_captioner,llm",
     )
     assert code == 0, err
     assert "LLM_URL=http://gpu2:8002/v1" in out.splitlines() and "--nodelist=gpu1" in out
@@ -119,6 +120,7 @@ def test_gpu_mode_keeps_the_papers_servers_and_binds_a_given_host(tmp_path):
         GPUS_PER_NODE="4",
         HOST="127.0.0.1",
         VLLM_VENV="",
+        SERVE="frame_captioner,segment_captioner,llm",
     )
     assert code == 0, err
     assert out.count("env CUDA_VISIBLE_DEVICES=") == 3 and out.count("VLLM_HOST_IP=127.0.0.1 vllm serve") == 3
@@ -127,11 +129,14 @@ def test_gpu_mode_keeps_the_papers_servers_and_binds_a_given_host(tmp_path):
     assert code == 2 and "unknown role 'nope'" in err
 
 
-def start_serving(tmp_path):
-    """The script serving (not a dry run) with a fake srun that only sleeps and a curl that succeeds."""
-    path = fake_bin(tmp_path, srun="exec sleep 300", curl="exit 0", scontrol="echo n1")
+def start_serving(tmp_path, **more):
+    """The script serving (not a dry run) with a fake srun that only sleeps, a curl that succeeds and
+    an scontrol that notes its arguments in scontrol.calls."""
+    calls = tmp_path / "scontrol.calls"
+    path = fake_bin(tmp_path, srun="exec sleep 300", curl="exit 0", scontrol=f'echo "$*" >> {calls}; echo n1')
     servers = tmp_path / "servers.env"
     env = {
+        **more,
         "PATH": path,
         "OUT": str(tmp_path),
         "SLURM_JOB_ID": "77",
@@ -183,3 +188,14 @@ def test_a_file_another_job_wrote_is_left(tmp_path):
     process.send_signal(signal.SIGTERM)
     out = process.communicate(timeout=30)[0]
     assert servers.exists() and "another job has written it since" in out
+
+
+def test_usr1_before_the_time_limit_requeues_the_job_and_removes_the_file(tmp_path):
+    process, servers = start_serving(tmp_path, LLM_REPLICAS="2")
+    assert servers.read_text() == "LLM_URL=http://n1:8002/v1\nLLM_URL=http://n1:8102/v1\n"  # one line each
+    process.send_signal(signal.SIGUSR1)  # --signal=B:USR1@REQUEUE_BEFORE
+    out = process.communicate(timeout=30)[0]
+    assert process.returncode == 138
+    assert "time limit near: requeueing job 77" in out and f"removed {servers}" in out
+    assert not servers.exists()
+    assert "requeue 77" in (tmp_path / "scontrol.calls").read_text().splitlines()

@@ -140,14 +140,28 @@ def test_build_task_overrides_and_errors(tmp_path):
     assert code == 2 and "INPUT is not set" in err
 
 
-def test_serve_submits_a_gpu_job(tmp_path):
+def test_serve_submits_a_gpu_job_that_requeues_before_its_time_limit(tmp_path):
     code, out, err = run(
         "serve_vllm.sh", "--dry-run", OUT=str(tmp_path), NODES="2", GPUS_PER_NODE="8", PARTITION="h100"
     )
     assert code == 0, err
     [line] = out.splitlines()
     assert line.startswith("sbatch ") and line.endswith("/slurm/serve_vllm.sh")
-    assert {"--nodes=2", "--gres=gpu:8", "--partition=h100"} <= set(line.split(" "))
+    assert {
+        "--nodes=2",
+        "--gres=gpu:8",
+        "--partition=h100",
+        "--requeue",
+        "--signal=B:USR1@300",
+        "--open-mode=append",
+    } <= set(line.split(" "))
+    code, out, _ = run("serve_vllm.sh", "--dry-run", OUT=str(tmp_path), REQUEUE_BEFORE="900")
+    assert code == 0 and "--signal=B:USR1@900" in out.split(" ")
+    code, out, err = run("serve_vllm.sh", "--dry-run", OUT=str(tmp_path), REQUEUE_BEFORE="5m")
+    assert (code, out) == (2, "")
+    assert err.strip() == "slurm/serve_vllm.sh: error: REQUEUE_BEFORE=5m is not a number of seconds"
+    header = (SLURM / "serve_vllm.sh").read_text().splitlines()
+    assert {"#SBATCH --requeue", "#SBATCH --signal=B:USR1@300"} <= set(header)
 
 
 def test_serve_starts_three_servers_and_writes_their_addresses(tmp_path):
@@ -158,6 +172,7 @@ def test_serve_starts_three_servers_and_writes_their_addresses(tmp_path):
         SLURM_JOB_ID="42",
         SLURM_JOB_NODELIST="gpu1,gpu2",
         GPUS_PER_NODE="2",
+        SERVE="frame_captioner,segment_captioner,llm",
         LLM_TP="2",
         LLM_ARGS="--max-num-seqs 64",
         LLM_PORT="9000",
@@ -173,7 +188,7 @@ def test_serve_starts_three_servers_and_writes_their_addresses(tmp_path):
         srun.format("gpu1", "0", "meta-llama/Llama-3.2-11B-Vision-Instruct", 8000, 1, 8192),
         srun.format("gpu1", "1", "facebook/Perception-LM-3B", 8001, 1, 16384),
         srun.format("gpu2", "0,1", "openai/gpt-oss-120b", 9000, 2, 32768)
-        + " --reasoning-parser openai_gptoss --max-num-seqs 64",
+        + " --max-num-seqs 256 --reasoning-parser openai_gptoss --max-num-seqs 64",
     ]
     assert lines[4:] == [
         f"would write {tmp_path}/servers.env:",
@@ -184,6 +199,39 @@ def test_serve_starts_three_servers_and_writes_their_addresses(tmp_path):
     assert not (tmp_path / "servers.env").exists()
 
     code, out, err = run(
-        "serve_vllm.sh", "--dry-run", OUT=str(tmp_path), SLURM_JOB_ID="42", GPUS_PER_NODE="2"
+        "serve_vllm.sh", "--dry-run", OUT=str(tmp_path), SLURM_JOB_ID="42", GPUS_PER_NODE="1"
     )
-    assert code == 2 and out == "" and "need more GPUs than the job's 1 node(s) x 2" in err
+    assert code == 2 and out == "" and "LLM_TP=2 is more than GPUS_PER_NODE=1" in err
+
+
+def test_serve_serves_only_the_llm_by_default_in_replicas_each_on_its_gpus_and_port(tmp_path):
+    """The paper preset's captioners run in the build tasks (vLLM 0.32 serves neither): SERVE=llm."""
+    job = dict(OUT=str(tmp_path), SLURM_JOB_ID="42", SLURM_JOB_NODELIST="gpu[1-2]", GPUS_PER_NODE="4")
+    code, out, err = run("serve_vllm.sh", "--dry-run", **job, LLM_REPLICAS="4")
+    assert code == 0, err
+    lines = out.splitlines()
+    srun = (
+        "srun --nodes=1 --ntasks=1 --nodelist={} --overlap env CUDA_VISIBLE_DEVICES={} vllm serve "
+        "openai/gpt-oss-120b --host 0.0.0.0 --port {} --tensor-parallel-size 2 --max-model-len 32768 "
+        "--max-num-seqs 256 --reasoning-parser openai_gptoss"
+    )
+    assert lines[1:] == [
+        srun.format("gpu1", "0,1", 8002),
+        srun.format("gpu1", "2,3", 8102),
+        srun.format("gpu2", "0,1", 8202),
+        srun.format("gpu2", "2,3", 8302),
+        f"would write {tmp_path}/servers.env:",
+        "LLM_URL=http://gpu1:8002/v1",
+        "LLM_URL=http://gpu1:8102/v1",
+        "LLM_URL=http://gpu2:8202/v1",
+        "LLM_URL=http://gpu2:8302/v1",
+    ]
+    code, out, err = run("serve_vllm.sh", "--dry-run", **job, LLM_REPLICAS="5")
+    assert code == 2 and "the servers need more GPUs than the job's 2 node(s) x 4" in err
+    for bad, line in (
+        ({"LLM_REPLICAS": "0"}, "LLM_REPLICAS=0 is not a positive number of servers"),
+        ({"LLM_MAX_NUM_SEQS": "many"}, "LLM_MAX_NUM_SEQS=many is not a positive number of requests"),
+        ({"LLM_PORT": "http"}, "LLM_PORT=http is not a port number"),
+    ):
+        code, out, err = run("serve_vllm.sh", "--dry-run", **job, **bad)
+        assert (code, out, err.strip()) == (2, "", f"slurm/serve_vllm.sh: error: {line}")

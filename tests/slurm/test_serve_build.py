@@ -17,7 +17,12 @@ SERVERS = (
     "FRAME_CAPTIONER_URL=http://gpu1:8000/v1\nSEGMENT_CAPTIONER_URL=http://gpu1:8001/v1\n"
     "LLM_URL=http://gpu2:8002/v1\n"
 )
-JOB = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "gpu1,gpu2", "GPUS_PER_NODE": "2"}
+JOB = {
+    "SLURM_JOB_ID": "42",
+    "SLURM_JOB_NODELIST": "gpu1,gpu2",
+    "GPUS_PER_NODE": "2",
+    "SERVE": "frame_captioner,segment_captioner,llm",
+}
 
 
 def run(script: str, *args: str, **env: str) -> tuple[int, str, str]:
