@@ -466,6 +466,7 @@ class _Run:
                     "status": "invalid",
                     "attempts": attempt,
                     "errors": [*errors, f"backend: {reply.reason}"],
+                    "server": reply.server,  # the failure-rate guard names it; shards leave it out
                     **({"raw_reply": raw[:RAW_REPLY_CHARS]} if raw else {}),
                 }
             try:
