@@ -57,14 +57,15 @@ def main(cfg: DictConfig) -> None:
 
 
 def configured_backends(keys: list[str], overrides: list[str]) -> list[str]:
-    """The config keys among `keys` that hold a backend in the build config of `overrides` (build=demo
-    has none: its captions are synthetic and its refinement direct). slurm/build.sh asks, so that it
-    hands a server's address only to backends there are."""
+    """The config keys among `keys` that hold a server-backed (kind: openai) backend in the build config
+    of `overrides` (build=demo has none: its captions are synthetic and its refinement direct; build=paper
+    captions with local models). slurm/build.sh asks, so that it hands a server's address only to
+    backends that take one."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("build", overrides=overrides)
-    return [key for key in keys if OmegaConf.select(cfg, key, default=None) is not None]
+    return [key for key in keys if OmegaConf.select(cfg, f"{key}.kind", default=None) == "openai"]
 
 
 if __name__ == "__main__":

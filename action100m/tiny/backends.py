@@ -313,3 +313,26 @@ def tiny_llm_dir(
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+# The tiny model of each TINY_MODELS name that `save_tiny_model` saves: the stand-ins of the paper's
+# architectures for a real engine (action100m/backends/support.py asks vLLM about them).
+SAVED_MODELS = {
+    "tiny-mllama": tiny_mllama,
+    "tiny-perception-lm": tiny_perception_lm,
+    "tiny-gpt-oss": tiny_gpt_oss,
+    "tiny-llama-bpe": tiny_bpe_llm,
+}
+
+
+def save_tiny_model(name: str, out: str | Path, seed: int = 0) -> Path:
+    """The tiny model `name` (a key of SAVED_MODELS) and its processor or tokenizer, saved with
+    `save_pretrained` into `out`: a directory the Auto classes and vLLM load."""
+    if name == "tiny-llama-bpe":
+        return tiny_llm_dir(out, seed=seed)
+    model, processor = SAVED_MODELS[name](seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    return out

@@ -23,17 +23,15 @@ def load(path: Path) -> BackendConfig:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BackendConfig), OmegaConf.load(path)))
 
 
-def test_every_paper_model_has_a_local_and_a_vllm_preset():
+def test_every_paper_model_has_a_local_preset_and_only_the_llm_a_vllm_twin():
     names = {path.stem for path in PRESETS}
     for name, model in PAPER_MODELS.items():
-        assert {name, f"{name}_vllm"} <= names
-        local, served = (
-            load(PRESETS[0].with_name(f"{name}.yaml")),
-            load(PRESETS[0].with_name(f"{name}_vllm.yaml")),
-        )
-        assert local.model == served.model == model
-        assert local.kind == BackendKind.transformers and served.kind == BackendKind.openai
-        assert local.interface == served.interface
+        local = load(PRESETS[0].with_name(f"{name}.yaml"))
+        assert local.model == model and local.kind == BackendKind.transformers
+    # vLLM 0.32 serves neither captioner (action100m/backends/support.py asks it): no twin to pick by mistake
+    assert {n for n in names if n.startswith("paper_") and n.endswith("_vllm")} == {"paper_llm_vllm"}
+    served = load(PRESETS[0].with_name("paper_llm_vllm.yaml"))
+    assert served.model == PAPER_MODELS["paper_llm"] and served.kind == BackendKind.openai
 
 
 @pytest.mark.parametrize("path", [p for p in PRESETS if load(p).kind == BackendKind.transformers], ids=str)
