@@ -285,10 +285,30 @@ def _add_view(commands: argparse._SubParsersAction) -> None:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from action100m.tiny.backends import tiny_llm_dir
+    from action100m.tiny.backends import save_tiny_model
 
-    print(tiny_llm_dir(args.out, seed=args.seed))
+    print(save_tiny_model(TINY_MODEL_KINDS[args.kind], args.out, seed=args.seed))
     return 0
+
+
+# `action100m tiny-model KIND`: the saved tiny models (action100m/tiny/backends.py SAVED_MODELS)
+TINY_MODEL_KINDS = {
+    "llm": "tiny-llama-bpe",
+    "mllama": "tiny-mllama",
+    "perception-lm": "tiny-perception-lm",
+    "gpt-oss": "tiny-gpt-oss",
+}
+
+
+def _serving(args: argparse.Namespace) -> int:
+    from action100m.backends.support import PRESETS, check_routes, format_matrix, routes
+
+    presets = [o.split("=", 1)[1] for o in args.overrides if o.startswith("build=")] or list(PRESETS)
+    found = routes(presets, [o for o in args.overrides if not o.startswith("build=")])
+    if args.check:
+        found = check_routes(found, args.vllm_venv)
+    print(format_matrix(found), end="")
+    return 1 if any(route.accepted is False for route in found) else 0  # a route no engine accepts
 
 
 def _cluster_smoke(args: argparse.Namespace) -> int:
@@ -364,10 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser(
         "tiny-model", help="save a tiny random-init model with a real tokenizer to a directory (for vLLM)"
     )
-    tiny.add_argument("kind", choices=["llm"], help="llm: a 2-layer Llama with a byte-level BPE tokenizer")
+    tiny.add_argument(
+        "kind",
+        choices=list(TINY_MODEL_KINDS),
+        help="llm: a 2-layer Llama with a byte-level BPE tokenizer; mllama, perception-lm, gpt-oss: the "
+        "paper's architectures at toy size, with their processors",
+    )
     tiny.add_argument("--out", required=True, help="the model directory")
     tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     tiny.set_defaults(func=_tiny_model)
+    serving = commands.add_parser(
+        "serving",
+        help="the serving support matrix: each model role of each build preset, its engine, model and "
+        "request kind; --check asks the pinned engines whether they accept it",
+    )
+    serving.add_argument("overrides", nargs="*", help="build=PRESET (repeatable; default all) and overrides")
+    serving.add_argument(
+        "--check", action="store_true", help="ask vLLM (in its venv) and transformers on tiny models"
+    )
+    serving.add_argument("--vllm-venv", help="the vLLM venv [$VLLM_VENV or .venv-vllm]")
+    serving.set_defaults(func=_serving)
     smoke = commands.add_parser(
         "cluster-smoke", help="serve, build, train with a requeue, evaluate: on a live one-node SLURM cluster"
     )
