@@ -16,10 +16,9 @@ from action100m.testing.fake_server import FakeChatServer, Status
 from data_build.canary import CanaryFailed
 from data_build.guard import FailureRateExceeded, GuardConfig, check_failure_rate, failure_kind
 from data_build.run import PendingFailures, run_build
-from tests.data_build.test_build_serving import ANSWER, reply, served_config, synth  # noqa: F401
+from tests.data_build.test_build_serving import CANARY_REQUESTS, reply, served_config, synth  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
-CANARY_REQUESTS = 4  # a frame caption, a segment caption, an action label, one refine request
 
 
 def refusing_after(count: int, status: int = 400, only_schema: bool = False):
