@@ -1,14 +1,17 @@
 """GPU-hour estimates of building the dataset and of training VL-JEPA, beside the paper's figures.
 
 Each stage's GPU time is its work per video over a throughput: V-JEPA 2 windows over windows/s for
-segmentation; prefill and decode tokens over a vLLM server's tokens/s for the captioners and the LLM.
+segmentation; prefill and decode tokens over tokens/s for the captioners and the LLM. As build=paper
+runs them, segmentation and both captioners share the build task's one GPU (the captioners are local
+transformers models there: vLLM 0.32 serves neither, see `action100m serving`), and the LLM runs on
+its vLLM servers: the estimate adds the stages up per place, "build tasks" and "servers".
 Work and throughputs come from configs/estimate.yaml ("configured"), or from a GPU benchmark's results
 (benchmarks/gpu_paper_presets.py) and a built tree ("measured"); every figure says which.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,7 @@ class TreeCost:
 
 @dataclass
 class CaptionerCost:
-    gpu: str = MISSING
+    gpu: str | None = None  # None: the build task's GPU (segmentation's), where build=paper runs it
     requests_per_node: int = MISSING
     media_tokens: float = MISSING  # image or video tokens per request
     text_tokens: float = MISSING
@@ -224,7 +227,7 @@ def _captions(cap: CaptionerCost, nodes_per_hour: Figure, output: Figure, hours:
         output,
         *rates,
     ]
-    return Figure("gpu", cap.gpu), seconds, figures
+    return Figure("gpu", cap.gpu or ""), seconds, figures
 
 
 def _refinement(
@@ -295,6 +298,11 @@ def estimate_build(
             hours,
         ),
     }
+    build_gpu = parts["segmentation"][0]  # configured, or the GPU the results were measured on
+    for name in ("frame captions", "segment captions"):
+        gpu, seconds, figures = parts[name]
+        if not gpu.value:  # runs in the build task, beside segmentation
+            parts[name] = (replace(build_gpu), seconds, figures)
     stages = [_stage(name, gpu, seconds, videos, figures) for name, (gpu, seconds, figures) in parts.items()]
 
     totals: dict[str, float] = {}
@@ -320,6 +328,7 @@ def estimate_build(
             "gpus": sorted({s["gpu"]["value"] for s in stages[:3]}),
         },
         "refinement": {"gpu_hours": stages[3]["gpu_hours"], "gpus": [stages[3]["gpu"]["value"]]},
+        "places": _places(stages, videos),
         "paper": {"videos": PAPER_VIDEOS, **paper},
         "tree": tree,
         "warnings": (
@@ -329,6 +338,22 @@ def estimate_build(
         ),
         "quick_results": _quick(results),
     }
+
+
+def _places(stages: list[dict[str, Any]], videos: int) -> dict[str, dict[str, Any]]:
+    """GPU time by where it runs: the build tasks (the stages on segmentation's GPU: one GPU per array
+    task, busy for the sum of them per video) and the servers (the rest: the vLLM-served LLM)."""
+    build_gpu = stages[0]["gpu"]["value"]
+    places: dict[str, dict[str, Any]] = {}
+    for stage in stages:
+        place = "build tasks" if stage["gpu"]["value"] == build_gpu else "servers"
+        entry = places.setdefault(
+            place, {"gpu": stage["gpu"]["value"], "stages": [], "gpu_s_per_video": 0.0, "gpu_hours": 0.0}
+        )
+        entry["stages"].append(stage["stage"])
+        entry["gpu_s_per_video"] += stage["gpu_s_per_video"]
+        entry["gpu_hours"] += stage["gpu_s_per_video"] * videos / 3600
+    return places
 
 
 def _quick(results: dict[str, Any] | None) -> bool:
@@ -365,6 +390,12 @@ def format_build(report: dict[str, Any]) -> str:
         )
     for gpu, hours in report["totals_by_gpu"].items():
         lines.append(row.format(f"total {gpu}", "", f"{hours * 3600 / videos:,.1f}", _hours(hours)))
+    lines += ["", "by where it runs (build=paper: captioners in the build task, the LLM on vLLM servers):"]
+    for place, entry in report["places"].items():
+        lines.append(
+            row.format(place, entry["gpu"], f"{entry['gpu_s_per_video']:,.1f}", _hours(entry["gpu_hours"]))
+            + f"  {' + '.join(entry['stages'])}"
+        )
     paper_videos = report["paper"]["videos"]
     lines += ["", f"beside the paper ({paper_videos:,} videos, 0.107 h on average):"]
     for name in PAPER_BUILD_HOURS:

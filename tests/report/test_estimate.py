@@ -269,3 +269,40 @@ def test_tree_measures_node_counts_and_tokens(official_sample, tmp_path):
     refined = by_stage(report)["refinement"]["figures"][0]
     assert refined["name"] == "refined nodes/hour" and refined["source"] == "measured: tree"
     assert refined["value"] == pytest.approx(262 / 689.83 * 3600, rel=1e-4)
+
+
+def test_captioners_are_costed_on_the_build_tasks_gpu_and_the_llm_on_its_servers(tmp_path, capsys):
+    # build=paper: segmentation and both captioners share the build task's GPU; refinement is on vLLM.
+    report = estimate_build(load_estimate_config(SMALL), 10, 0.1)
+    assert {s["stage"]: s["gpu"]["value"] for s in report["stages"]} == {
+        "segmentation": "V100",
+        "frame captions": "V100",
+        "segment captions": "V100",
+        "refinement": "H100",
+    }
+    places = report["places"]
+    assert places["build tasks"]["stages"] == ["segmentation", "frame captions", "segment captions"]
+    assert places["build tasks"]["gpu_s_per_video"] == pytest.approx(53 + 20 + 30)
+    assert places["servers"] == {
+        "gpu": "H100",
+        "stages": ["refinement"],
+        "gpu_s_per_video": pytest.approx(25.0),
+        "gpu_hours": pytest.approx(250 / 3600),
+    }
+    # measured on an H200: the build task's GPU is the measured one, the captioners' with it
+    measured = estimate_build(
+        load_estimate_config(SMALL), 10, 0.1, read_results(write_results(tmp_path / "r.json"))
+    )
+    gpus = {s["stage"]: s["gpu"] for s in measured["stages"]}
+    assert gpus["frame captions"] == gpus["segment captions"] == gpus["segmentation"]
+    assert gpus["segment captions"]["value"] == "NVIDIA H200"
+    assert gpus["segment captions"]["source"] == "measured: r.json"
+    # a captioner moved to a server of its own kind of GPU is costed there
+    served = estimate_build(load_estimate_config([*SMALL, "frame_captioner.gpu=A100"]), 10, 0.1)
+    assert served["places"]["servers"]["stages"] == ["frame captions", "refinement"]
+    assert main(["estimate", "build", "--videos", "10", "--hours-per-video", "0.1", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "build tasks            V100" in printed
+        and "segmentation + frame captions + segment captions" in printed
+    )
