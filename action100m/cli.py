@@ -311,6 +311,13 @@ def _serving(args: argparse.Namespace) -> int:
     return 1 if any(route.accepted is False for route in found) else 0  # a route no engine accepts
 
 
+def _prefetch(args: argparse.Namespace) -> int:
+    from action100m.cluster.prefetch import prefetch
+
+    prefetch(args.overrides, dry_run=args.dry_run, served=args.served)
+    return 0
+
+
 def _cluster_smoke(args: argparse.Namespace) -> int:
     from action100m.cluster.smoke import run_cluster_smoke
 
@@ -393,6 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", required=True, help="the model directory")
     tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     tiny.set_defaults(func=_tiny_model)
+    fetch = commands.add_parser(
+        "prefetch",
+        help="download every hub file a build loads into the HF cache (on a login node, before an offline build)",
+    )
+    fetch.add_argument("overrides", nargs="*", help="build config overrides, key=value (e.g. build=paper)")
+    fetch.add_argument(
+        "--dry-run", action="store_true", help="list the files and what is missing; fetch none"
+    )
+    fetch.add_argument(
+        "--served", action="store_true", help="also the models of vLLM-served backends (kind=openai)"
+    )
+    fetch.set_defaults(func=_prefetch)
     serving = commands.add_parser(
         "serving",
         help="the serving support matrix: each model role of each build preset, its engine, model and "

@@ -380,6 +380,9 @@ def run_build(cfg: BuildConfig) -> dict[str, Any]:
     entries, input_hash = read_input(cfg)
     hashes = stage_hashes(cfg, input_hash)
     check_previous(out, cfg, hashes)
+    from action100m.cluster.prefetch import check_build_files  # here: only a build pays for hub imports
+
+    check_build_files(cfg)  # every hub file is cached (or the hub answers) and the tokenizer loaded
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "build.json", {"hashes": hashes, "videos_in_input": len(entries)})
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))

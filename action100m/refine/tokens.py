@@ -10,6 +10,7 @@ configure a tokenizer for exact counts.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from action100m.errors import ConfigError
@@ -38,10 +39,8 @@ class TokenCounter:
     def load(cls, tokenizer: str | None, llm: Any = None) -> TokenCounter:
         """A named tokenizer (HF id or local path); else the local LLM's own; else the estimate."""
         if tokenizer:
-            from transformers import AutoTokenizer
-
             try:
-                return cls(AutoTokenizer.from_pretrained(tokenizer), f"tokenizer:{tokenizer}")
+                return cls(_pretrained(tokenizer), f"tokenizer:{tokenizer}")
             except (OSError, ValueError) as err:
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise ConfigError(
@@ -57,3 +56,12 @@ class TokenCounter:
         if self.tokenizer is None:
             return estimate_tokens(text)
         return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+@lru_cache(maxsize=4)
+def _pretrained(name: str) -> Any:
+    """A named tokenizer, loaded once per process: the build loads it at start (before any video, so a
+    missing one fails there) and every batch's refine reuses it. Encoding does not change it."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
