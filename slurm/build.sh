@@ -4,12 +4,14 @@
 # shard once. Near the time limit SLURM sends USR1 and the task requeues itself; the requeued task
 # skips finished shards and resumes the rest from the builder's per-video stage caches.
 #
-# The servers' addresses come from SERVERS_FILE, which each backend reads again when its circuit
-# breaker opens (the server job came back on other nodes: the running task follows it). A task whose
-# servers stayed down past the breaker's limit (http.breaker_wait_s) exits with status 3, its shards
-# with failed requests not marked done; submit the same command again (TASKS=i for just that task)
-# once the servers answer: it requests exactly what failed. Moved servers and other serving settings
-# (concurrency, timeouts, batch sizes, devices) never invalidate a cache or a finished shard.
+# The servers' addresses come from SERVERS_FILE, one line per replica (slurm/serve_vllm.sh), handed to
+# each backend as http.base_urls; a backend reads the file again when a replica's circuit breaker opens
+# (the server job came back on other nodes: the running task follows it). A task whose servers all
+# stayed down past the breaker's limit (http.breaker_wait_s) gets exit status 3 from the builder, its
+# shards with failed requests not marked done, and requeues itself, at most MAX_REQUEUES times: the
+# requeued task requests exactly what failed. Past that it stops with a line saying so; submit the same
+# command again (TASKS=i for just that task) once the servers answer. Moved servers and other serving
+# settings (concurrency, timeouts, batch sizes, devices) never invalidate a cache or a finished shard.
 #
 #   INPUT=manifest.jsonl OUT=/data/a100m bash slurm/build.sh [override ...]   # submits the array
 #   DRY_RUN=1 ... bash slurm/build.sh   (or: bash slurm/build.sh --dry-run)   # prints, runs nothing
@@ -37,6 +39,11 @@
 #                    the preset's backends as they are (e.g. local transformers models)
 #   SERVERS_WAIT     seconds a task waits for SERVERS_FILE to appear [1800]; a preset without HTTP
 #                    backends (build=demo) neither waits nor reads it
+#   MAX_REQUEUES     requeues of a task after its servers stayed down (exit 3) [3]; counted in
+#                    LOG_DIR/build-<array job>_<task>.outages, so the time limit's requeues (USR1) do
+#                    not use them up
+#   REQUEUE_DELAY    seconds such a task waits before it requeues itself [120]: not at once into the
+#                    same outage (SLURM holds a requeued job a while more)
 #   FRAME_CAPTIONER_KEY, SEGMENT_CAPTIONER_KEY, LLM_KEY
 #                    config paths of the three backends in the build config
 #                    [caption.frame_captioner, caption.segment_captioner, refine.llm]
@@ -95,6 +102,10 @@ case "${DEVICE:-gpu}" in
 esac
 [[ "$GPUS" =~ ^[0-9]+$ ]] || fail "GPUS must be a number, got '$GPUS'"
 LOG_DIR=${LOG_DIR:-logs}
+MAX_REQUEUES=${MAX_REQUEUES:-3}
+[[ "$MAX_REQUEUES" =~ ^[0-9]+$ ]] || fail "MAX_REQUEUES must be a number, got '$MAX_REQUEUES'"
+REQUEUE_DELAY=${REQUEUE_DELAY:-120}
+[[ "$REQUEUE_DELAY" =~ ^[0-9]+$ ]] || fail "REQUEUE_DELAY must be a number of seconds, got '$REQUEUE_DELAY'"
 
 submit() {
     local tasks=${TASKS:-0-$((ARRAY_SIZE - 1))}
@@ -119,7 +130,7 @@ submit() {
     "${cmd[@]}"
 }
 
-read_servers() {  # KEY=VALUE lines; only the three known keys are taken, nothing is executed
+read_servers() {  # KEY=VALUE lines, one per replica; only the three known keys are taken, nothing is executed
     local limit=${SERVERS_WAIT:-1800} start=$SECONDS said=-30
     [[ "$limit" =~ ^[0-9]+$ ]] || fail "SERVERS_WAIT must be a number of seconds, got '$limit'"
     while [[ ! -f "$SERVERS_FILE" ]]; do
@@ -133,10 +144,19 @@ read_servers() {  # KEY=VALUE lines; only the three known keys are taken, nothin
         fi
         sleep 2
     done
-    local key value
+    local key value url urls
+    FRAME_CAPTIONER_URL= SEGMENT_CAPTIONER_URL= LLM_URL=  # comma-separated: a Hydra list's items
     while IFS='=' read -r key value; do
         case "$key" in
-            FRAME_CAPTIONER_URL | SEGMENT_CAPTIONER_URL | LLM_URL) printf -v "$key" '%s' "$value" ;;
+            FRAME_CAPTIONER_URL | SEGMENT_CAPTIONER_URL | LLM_URL)
+                IFS=, read -ra urls <<<"$value"
+                for url in "${urls[@]}"; do
+                    url=${url// /}
+                    # nothing that Hydra's override grammar would read as more than one list item
+                    [[ "$url" =~ ^https?://[A-Za-z0-9._~:/@%+-]+$ ]] || fail "$SERVERS_FILE: $key=$url is not an http(s) address"
+                    printf -v "$key" '%s' "${!key:+${!key},}$url"
+                done
+                ;;
         esac
     done <"$SERVERS_FILE"
 }
@@ -193,7 +213,7 @@ run_task() {
             url=${role}_URL
             # a server job may serve only the roles the preset uses (SERVE=llm on a CPU test)
             [[ -n "${!url:-}" ]] || fail "$SERVERS_FILE: no $url (for $key)"
-            cmd+=("$key.http.base_url=${!url}" "$key.http.servers_file=$SERVERS_FILE" "$key.http.servers_key=$url")
+            cmd+=("$key.http.base_urls=[${!url}]" "$key.http.servers_file=$SERVERS_FILE" "$key.http.servers_key=$url")
         done
     fi
     cmd+=("$@")
@@ -212,7 +232,28 @@ run_task() {
     while kill -0 "$builder" 2>/dev/null; do
         wait "$builder" || status=$?
     done
+    if [[ "$status" == 3 ]]; then requeue_after_outage; fi
     exit "$status"
+}
+
+requeue_after_outage() {  # the builder's exit 3: its servers stayed down; try again later, a few times
+    local task=$SLURM_ARRAY_TASK_ID most=$MAX_REQUEUES delay=$REQUEUE_DELAY done=0
+    local counter="$LOG_DIR/build-${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}_$task.outages"
+    if [[ -f "$counter" ]]; then done=$(<"$counter"); fi
+    [[ "$done" =~ ^[0-9]+$ ]] || done=0
+    if ((done >= most)); then
+        echo "build task $task: servers down (exit 3) after $done requeue(s), MAX_REQUEUES=$most: stopping;" \
+            "submit again (TASKS=$task) once the servers answer"
+        return
+    fi
+    mkdir -p "$LOG_DIR"
+    echo "$((done + 1))" >"$counter.tmp.$$" && mv "$counter.tmp.$$" "$counter"
+    echo "build task $task: servers down (exit 3): requeue $((done + 1)) of $most in $delay s"
+    # Waited here, not after the requeue: the delay of a requeued job can only be set once it is
+    # pending, and by then SLURM has ended this script. In the background: USR1 still requeues at once.
+    sleep "$delay" &
+    wait $! || true
+    scontrol requeue "$SLURM_JOB_ID" || echo "build task $task: scontrol requeue $SLURM_JOB_ID failed"
 }
 
 if [[ -n "${SLURM_ARRAY_TASK_ID:-}" ]]; then

@@ -114,8 +114,57 @@ def test_a_task_requeued_by_the_time_limit_signal_keeps_its_first_log(slurm_env,
     subprocess.run(
         ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
     )
+    restarts = ("1", "PENDING")
+    deadline = time.monotonic() + 60
+    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != restarts:
+        assert time.monotonic() < deadline, job_info(task, slurm_env)
+        time.sleep(0.2)
+    # SLURM holds a requeued job a while; start it in 2 s (slurmd refuses a credential made in the
+    # second the previous one was revoked)
+    subprocess.run(
+        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
+    )
     info = wait_job(task, slurm_env, timeout=90)
     text = log.read_text()
     assert (info["JobState"], info["Restarts"]) == ("FAILED", "1"), (info, text)
     assert "build task 0: time limit near, requeueing" in text
     assert text.count("build task 0: waiting for empty/servers.env") == 2, text  # both attempts
+
+
+def test_a_task_whose_servers_stay_down_requeues_itself_then_stops_saying_so(slurm_env, tmp_path):
+    """The builder's exit 3 (retryable failures: its servers stayed down) requeues the task after
+    REQUEUE_DELAY, MAX_REQUEUES times; then it stops with a line saying so. A stand-in builder exits 3
+    at once: a real one would first wait http.breaker_wait_s for its servers."""
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/usr/bin/env bash\n"
+        'case " $* " in *" --configured-backends "*) echo refine.llm; exit 0 ;; *" -c "*) exit 0 ;; esac\n'
+        'echo "builder run $((${SLURM_RESTART_COUNT:-0} + 1))"\n'
+        "exit 3\n"
+    )
+    python.chmod(0o755)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "servers.env").write_text("LLM_URL=http://127.0.0.1:9/v1\n")
+    settings = dict(INPUT="m.jsonl", OUT="out", ARRAY_SIZE="1", MAX_REQUEUES="1", REQUEUE_DELAY="1")
+    task = submit(slurm_env, tmp_path, PYTHON=str(python), **settings) + "_0"
+    restarts = ("1", "PENDING")
+    deadline = time.monotonic() + 60
+    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != restarts:
+        assert time.monotonic() < deadline, job_info(task, slurm_env)
+        time.sleep(0.2)
+    # SLURM holds a requeued job a while; start it in 2 s (slurmd refuses a credential made in the
+    # second the previous one was revoked)
+    subprocess.run(
+        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
+    )
+    info = wait_job(task, slurm_env, timeout=90)
+    text = (tmp_path / "logs" / f"build-{task}.out").read_text()
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("FAILED", "3:0", "1"), (info, text)
+    lines = [line for line in text.splitlines() if line.startswith(("builder run", "build task 0: servers"))]
+    assert lines == [
+        "builder run 1",
+        "build task 0: servers down (exit 3): requeue 1 of 1 in 1 s",
+        "builder run 2",
+        "build task 0: servers down (exit 3) after 1 requeue(s), MAX_REQUEUES=1: stopping; submit again "
+        "(TASKS=0) once the servers answer",
+    ], text

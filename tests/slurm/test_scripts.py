@@ -88,14 +88,14 @@ def test_build_task_runs_its_partition_against_the_servers(tmp_path):
         "partition.index=3",
         "partition.count=8",
         *(
-            f"{key}.http.{setting}"
+            f"{key}.http.{setting}".replace(f"{key}.http.'", f"'{key}.http.")
             for key, role, url in (
                 ("caption.frame_captioner", "FRAME_CAPTIONER", "http://gpu1:8000/v1"),
                 ("caption.segment_captioner", "SEGMENT_CAPTIONER", "http://gpu1:8001/v1"),
                 ("refine.llm", "LLM", "http://gpu2:8002/v1"),
             )
             for setting in (
-                f"base_url={url}",
+                f"'base_urls=[{url}]'",
                 f"servers_file={tmp_path}/servers.env",
                 f"servers_key={role}_URL",
             )
@@ -122,7 +122,9 @@ def test_build_task_overrides_and_errors(tmp_path):
         BUILD="tiny",
     )
     assert code == 0
-    assert "partition.count=64 " in out and " build=tiny " in out and " llm.http.base_url=http://gpu2" in out
+    assert (
+        "partition.count=64 " in out and " build=tiny " in out and " 'llm.http.base_urls=[http://gpu2" in out
+    )
     code, out, _ = run("build.sh", "--dry-run", **task, SERVERS_FILE="")
     assert code == 0 and "base_url" not in out  # no servers: the preset's backends as configured
 
@@ -235,3 +237,57 @@ def test_serve_serves_only_the_llm_by_default_in_replicas_each_on_its_gpus_and_p
     ):
         code, out, err = run("serve_vllm.sh", "--dry-run", **job, **bad)
         assert (code, out, err.strip()) == (2, "", f"slurm/serve_vllm.sh: error: {line}")
+
+
+def fake_task(tmp_path: Path, **env: str) -> tuple[int, str, str]:
+    """A build array task (not a dry run) whose builder exits 3 (its servers stayed down), with an
+    scontrol that notes its arguments in scontrol.calls."""
+    (tmp_path / "servers.env").write_text("LLM_URL=http://gpu2:8002/v1\n")
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    for name, body in {
+        "python": 'case " $* " in *" --configured-backends "*) echo refine.llm ;; *" -c "*) ;; *) exit 3 ;; esac',
+        "scontrol": f'echo "$*" >> {tmp_path}/scontrol.calls',
+        "sleep": "exit 0",
+    }.items():
+        (tmp_path / "bin" / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (tmp_path / "bin" / name).chmod(0o755)
+    task = {
+        "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
+        "PYTHON": str(tmp_path / "bin" / "python"),
+        "INPUT": "m.jsonl",
+        "OUT": str(tmp_path),
+        "LOG_DIR": str(tmp_path / "logs"),
+        "SLURM_JOB_ID": "1007",
+        "SLURM_ARRAY_JOB_ID": "1000",
+        "SLURM_ARRAY_TASK_ID": "7",
+        "SLURM_ARRAY_TASK_COUNT": "8",
+        **env,
+    }
+    result = subprocess.run(
+        ["bash", str(SLURM / "build.sh")], env=task, capture_output=True, text=True, timeout=60
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_a_task_whose_servers_stay_down_requeues_itself_a_bounded_number_of_times(tmp_path):
+    calls = tmp_path / "scontrol.calls"
+    for attempt in (1, 2):
+        code, out, err = fake_task(tmp_path, MAX_REQUEUES="2")
+        assert code == 3, err
+        assert out.splitlines()[-1] == f"build task 7: servers down (exit 3): requeue {attempt} of 2 in 120 s"
+        assert calls.read_text().splitlines() == ["requeue 1007"] * attempt
+    # the time limit's requeues (SLURM_RESTART_COUNT) do not count: only the outages, in LOG_DIR
+    assert (tmp_path / "logs" / "build-1000_7.outages").read_text() == "2\n"
+    calls.unlink()
+    code, out, err = fake_task(tmp_path, MAX_REQUEUES="2", SLURM_RESTART_COUNT="2")
+    assert code == 3 and not calls.exists()
+    assert out.splitlines()[-1] == (
+        "build task 7: servers down (exit 3) after 2 requeue(s), MAX_REQUEUES=2: stopping; "
+        "submit again (TASKS=7) once the servers answer"
+    )
+    for setting, line in (
+        ({"REQUEUE_DELAY": "soon"}, "REQUEUE_DELAY must be a number of seconds, got 'soon'"),
+        ({"MAX_REQUEUES": "-1"}, "MAX_REQUEUES must be a number, got '-1'"),
+    ):
+        code, out, err = run("build.sh", "--dry-run", INPUT="m.jsonl", OUT=str(tmp_path), **setting)
+        assert (code, out, err.strip()) == (2, "", f"slurm/build.sh: error: {line}")

@@ -134,7 +134,9 @@ def test_every_build_backend_follows_the_servers_file(tmp_path):
     )
     assert code == 0, err
     [line] = out.splitlines()
-    overrides = line.split(" ")[2:]  # after "python data_build/build.py"
+    overrides = [
+        word.strip("'") for word in line.split(" ")[2:]
+    ]  # after "python data_build/build.py", unquoted
     for key, role in (
         ("caption.frame_captioner", "FRAME_CAPTIONER"),
         ("caption.segment_captioner", "SEGMENT_CAPTIONER"),
@@ -147,4 +149,36 @@ def test_every_build_backend_follows_the_servers_file(tmp_path):
             compose("build", overrides=overrides)
         )  # as the builder takes them
     assert cfg.refine.llm.http.servers_file == str(servers) and cfg.refine.llm.http.servers_key == "LLM_URL"
-    assert cfg.caption.segment_captioner.http.base_url == "http://gpu1:8001/v1"
+    assert cfg.caption.segment_captioner.http.base_urls == ["http://gpu1:8001/v1"]
+
+
+def test_every_replica_in_the_servers_file_reaches_the_backend_as_one_list(tmp_path):
+    """Several lines per key (serve_vllm.sh's replicas) become one Hydra list, not a sweep over commas."""
+    servers = tmp_path / "servers.env"
+    # (a dry run hands on all three keys: the captioners' lines too)
+    captioners = SERVERS.replace("LLM_URL=http://gpu2:8002/v1\n", "")
+    servers.write_text(
+        "LLM_URL=http://gpu1:8002/v1\nLLM_URL=http://gpu1:8102/v1\nLLM_URL=http://gpu2:8202/v1,http://gpu2:8302/v1\n"
+        + captioners
+    )
+    task = dict(INPUT="m.jsonl", OUT=str(tmp_path), SLURM_ARRAY_TASK_ID="0", SLURM_ARRAY_TASK_COUNT="1")
+    code, out, err = run("build.sh", "--dry-run", **task)
+    assert code == 0, err
+    [line] = out.splitlines()
+    overrides = [word.strip("'") for word in line.split(" ")[2:]]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg: BuildConfig = OmegaConf.to_object(compose("build", overrides=overrides))
+    assert cfg.refine.llm.http.base_urls == [
+        "http://gpu1:8002/v1",
+        "http://gpu1:8102/v1",
+        "http://gpu2:8202/v1",
+        "http://gpu2:8302/v1",
+    ]
+    assert cfg.caption.frame_captioner.http.base_urls == ["http://gpu1:8000/v1"]
+
+    servers.write_text(SERVERS + "LLM_URL=http://gpu3:8002/v1]\n")
+    code, out, err = run("build.sh", "--dry-run", **task)
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        f"slurm/build.sh: error: {servers}: LLM_URL=http://gpu3:8002/v1] is not an http(s) address"
+    )
