@@ -364,9 +364,15 @@ class TransformersVideoCaptioner(_MediaCaptioner, VideoCaptioner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         mode = VideoInput(self.settings.video_input)
+        has_video = getattr(self.processor, "video_processor", None) is not None
         if mode == VideoInput.auto:
-            has_video = getattr(self.processor, "video_processor", None) is not None
             mode = VideoInput.video if has_video else VideoInput.images
+        elif mode == VideoInput.video and not has_video:
+            # Its processor would drop the clip without a word, and the model answer the text alone.
+            raise self.error(
+                f"video_input=video: {type(self.processor).__name__} has no video processor; "
+                "set video_input to images or auto"
+            )
         self.video_input = mode
 
     def caption_videos(self, clips: list[torch.Tensor], prompt: str) -> list[str | BackendError]:

@@ -82,6 +82,15 @@ def test_video_captions_batched_equal_one_at_a_time(model_name, mode, expected, 
     assert texts == single.caption_videos(clips, "describe what happens in this video segment")
 
 
+def test_a_video_input_the_processor_cannot_take_is_refused_at_start(mllama):
+    """Mllama's processor has no video processor: it used to drop the clip and caption the text alone."""
+    model, processor = mllama
+    with pytest.raises(BackendError, match="video_input=video: MllamaProcessor has no video processor"):
+        TransformersVideoCaptioner(
+            model, processor, "tiny", GREEDY, settings(2, video_input=VideoInput.video)
+        )
+
+
 def test_bad_inputs_fail_alone_in_their_place(perception_lm, images, clips):
     model, processor = perception_lm
     captioner = TransformersImageCaptioner(model, processor, "tiny", GREEDY, settings(4))
