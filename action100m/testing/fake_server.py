@@ -3,9 +3,10 @@
 It speaks enough of the protocol that vLLM serves (POST /v1/chat/completions, GET /v1/models) for the
 HTTP backend and the openai SDK, and can misbehave on request: latency, error statuses (with a
 Retry-After header if asked), hung requests, malformed bodies, bodies cut off mid-way, reset
-connections, empty content, a reply cut at max_tokens while reasoning. It counts requests and the most
-it ever had in flight; `stop()` then `start()` again (on the same port: the first start fixes it) is a
-server that went down and came back. `fault_mix` scripts a seeded random mix of misbehaviours.
+connections, empty content, a reply cut at max_tokens while reasoning. It counts requests, the most
+it ever had in flight and its requests in flight over time (`request_seconds`); `stop()` then `start()`
+again (on the same port: the first start fixes it) is a server that went down and came back.
+`fault_mix` scripts a seeded random mix of misbehaviours.
 
     with FakeChatServer(latency_s=0.25, script=[500, Status(429, retry_after_s=1), "ok"]) as server:
         ...  # point a backend at server.base_url, model server.model
@@ -116,6 +117,8 @@ class FakeChatServer:
         self.requests_total = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self._request_seconds = 0.0  # the integral of in_flight over time, up to _counted_at
+        self._counted_at = time.monotonic()
         self.received: deque[ReceivedRequest] = deque(maxlen=keep_requests)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -185,12 +188,22 @@ class FakeChatServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         index = self.requests_total
         self.requests_total += 1
-        self.in_flight += 1
+        self._count_in_flight(+1)
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             return await self._answer(request, index)
         finally:
-            self.in_flight -= 1
+            self._count_in_flight(-1)
+
+    def _count_in_flight(self, change: int) -> None:
+        now = time.monotonic()
+        self._request_seconds += self.in_flight * (now - self._counted_at)
+        self.in_flight, self._counted_at = self.in_flight + change, now
+
+    def request_seconds(self) -> float:
+        """Requests in flight integrated over time, since the server was made: its difference over a
+        span of time, divided by the span, is the mean number in flight (the server's occupancy)."""
+        return self._request_seconds + self.in_flight * (time.monotonic() - self._counted_at)
 
     async def _answer(self, request: web.Request, index: int) -> web.StreamResponse:
         try:
