@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from action100m.backends.config import serving
 from action100m.config import VideoConfig
 from data_build.caption import CaptionConfig
 from data_build.guard import GuardConfig
@@ -52,6 +53,10 @@ class BuildConfig:
     shard_prefix: str = "action100m"
     samples_per_shard: int = 100
     batch_videos: int = 8  # videos segmented and captioned together (encoder and backend batches)
+    # Batches open at once (bounds memory): segmentation, captioning, refinement and writing each work
+    # on a batch of their own, so the segmentation GPU need not wait for the servers; 1: one batch at a
+    # time through every stage, in order (data_build/pipeline.py)
+    batches_in_flight: int = serving(4)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     stages: list[str] | None = None  # stages allowed to differ from the previous run's config
     force: bool = False  # continue a build whose manifest or config changed (stale shards are rebuilt)

@@ -1,7 +1,8 @@
 """The run of one build worker: `run_build` reads the input, checks it against the previous run's,
 and builds this partition's shards that are not done, each through `Builder` (open the videos,
 segment, caption, refine, write the samples) a batch of videos at a time, every stage's output read
-from or written to its per-video cache. A shard with retryable backend failures (its server down,
+from or written to its per-video cache; the stages run in threads of their own, pipelined over the
+batches (data_build/pipeline.py), so segmentation goes on while the servers answer. A shard with retryable backend failures (its server down,
 overloaded or too slow) is not written: `run_build` raises `PendingFailures` naming the servers and
 counts, the entrypoint exits with `RETRY_EXIT`, and a rerun requests exactly what failed. Content
 failures are recorded in the shard's failures, which is then done.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from data_build.caption import Redo, caption_records, caption_synthetic
 from data_build.config import STAGES, BuildConfig
 from data_build.guard import FIELD_ROLES, LLM_ROLE, FailureRateExceeded, check_failure_rate
 from data_build.inputs import Entry, assign_shards, read_input
+from data_build.pipeline import run_stages
 from data_build.refine import Mode, refine_records, reopen_nodes
 from data_build.segment import score_tree, segment_videos
 
@@ -44,6 +47,22 @@ class PendingFailures(Action100MError):
 def retryable(failure: StageError) -> bool:
     """Whether a failure is the backend's, not the content's: a rerun requests it again."""
     return bool(getattr(failure, "retryable", False))
+
+
+@dataclass
+class _Batch:
+    """One batch of a shard's videos on its way through the stages; it owns the videos it opened."""
+
+    entries: list[Entry]
+    failures: list[StageError] = field(default_factory=list)
+    opened: list[Any] = field(default_factory=list)  # every source opened, closed once written
+    pairs: list[tuple[VideoRecord, Any]] = field(default_factory=list)  # the segmented videos
+    samples: list[tuple[str, dict[str, bytes]]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for source in self.opened:
+            source.close()
+        self.opened, self.pairs = [], []
 
 
 class Builder:
@@ -330,21 +349,27 @@ class Builder:
                     path.unlink(missing_ok=True)
 
     def build_shard(self, shard_set: ShardSet, index: int, entries: list[Entry]) -> tuple[dict | None, list]:
-        """(its marker, []) once the shard is written; (None, the retryable failures) when it is not."""
+        """(its marker, []) once the shard is written; (None, the retryable failures) when it is not.
+
+        The batches are pipelined (data_build/pipeline.py): segmentation, captioning and refinement each
+        run in a thread of their own and the samples are written in this one, so the segmentation GPU
+        works on the next batches while the model servers answer for the last ones; at most
+        `batches_in_flight` batches are open at once (1: a batch at a time through every stage). Each
+        batch keeps its own failures and samples, joined in batch order: the same bytes either way.
+        """
+        if self.cfg.batches_in_flight < 1:
+            raise ConfigError(f"batches_in_flight must be ≥ 1, got {self.cfg.batches_in_flight}")
         self.remove_stale_temps(shard_set, index, entries)
-        failures: list[StageError] = []
-        samples: list[tuple[str, dict[str, bytes]]] = []
-        for first in range(0, len(entries), self.cfg.batch_videos):
-            batch = entries[first : first + self.cfg.batch_videos]
-            pairs = self.segment(self.open_sources(batch, failures), failures)
-            self.caption(pairs, failures)
-            self.refine([record for record, _ in pairs], failures)
-            for record, source in pairs:
-                try:
-                    samples.append(self.sample(record, source))
-                except (VideoError, OSError) as err:
-                    failures.append(StageError(record.video_uid, "write", str(err)))
-                source.close()
+        if self.cfg.batches_in_flight > 1:
+            self._build_backends()
+        size = self.cfg.batch_videos
+        batches = [_Batch(entries[first : first + size]) for first in range(0, len(entries), size)]
+        # Each stage adds to its own key of `seconds` only, and `scores` gets a video's score from the
+        # segmentation alone, so no two threads update the same entry.
+        stages = [self._segment_batch, self._caption_batch, self._refine_batch, self._write_batch]
+        done = run_stages(batches, stages, self.cfg.batches_in_flight, _Batch.close)
+        failures = [failure for batch in done for failure in batch.failures]
+        samples = [sample for batch in done for sample in batch.samples]
         pending = [failure for failure in failures if retryable(failure)]
         if pending:  # not done: the rerun builds it again from the caches, asking only for what failed
             shard_set.marker_path(index).unlink(missing_ok=True)
@@ -360,6 +385,39 @@ class Builder:
             "boundary_f1_sum": sum(score["f1"] for score in scored),
         }
         return shard_set.write_shard(index, samples, failures, self.hashes["shards"], stats), []
+
+    def _build_backends(self) -> None:
+        """The configured model backends, built before the stages' threads start: building a tiny
+        model seeds torch's global random generator, which the segmentation's thread uses too."""
+        caption, refine = self.cfg.caption, self.cfg.refine
+        roles = {}
+        if caption.mode == "models":
+            roles["caption.frame_captioner"] = caption.frame_captioner
+            roles["caption.segment_captioner"] = caption.segment_captioner
+        if Mode(refine.mode) == Mode.llm:
+            roles["refine.llm"] = refine.llm
+        for role, backend_cfg in roles.items():
+            if backend_cfg is not None:  # a missing one is reported where it is needed, as before
+                self._backend(role, backend_cfg)
+
+    def _segment_batch(self, batch: _Batch) -> None:
+        usable = self.open_sources(batch.entries, batch.failures)
+        batch.opened = [source for _, source in usable]
+        batch.pairs = self.segment(usable, batch.failures)
+
+    def _caption_batch(self, batch: _Batch) -> None:
+        self.caption(batch.pairs, batch.failures)
+
+    def _refine_batch(self, batch: _Batch) -> None:
+        self.refine([record for record, _ in batch.pairs], batch.failures)
+
+    def _write_batch(self, batch: _Batch) -> None:
+        for record, source in batch.pairs:
+            try:
+                batch.samples.append(self.sample(record, source))
+            except (VideoError, OSError) as err:
+                batch.failures.append(StageError(record.video_uid, "write", str(err)))
+        batch.close()
 
     def outage(self) -> str | None:
         """Why a backend gave up on its server, if one did: then every further request would fail."""
