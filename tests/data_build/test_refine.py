@@ -540,7 +540,7 @@ def test_presets_load_into_the_typed_config(preset):
         assert (cfg.llm.model, cfg.llm.kind.value, cfg.llm.http.concurrency) == (
             "openai/gpt-oss-120b",
             "openai",
-            128,
+            4,  # per replica: 64 build tasks x 4 = serve_vllm.sh's --max-num-seqs 256
         )
         assert cfg.prompt.tokenizer == "openai/gpt-oss-120b" and cfg.structured_output
     else:
