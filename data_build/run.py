@@ -35,7 +35,7 @@ from data_build.guard import FIELD_ROLES, LLM_ROLE, FailureRateExceeded, check_f
 from data_build.inputs import Entry, assign_shards, read_input
 from data_build.pipeline import run_stages
 from data_build.refine import Mode, refine_records, reopen_nodes
-from data_build.segment import score_tree, segment_videos
+from data_build.segment import build_extractor, score_tree, segment_videos
 
 RETRY_EXIT = 3  # retryable backend failures: rerun the same command once the servers are back
 
@@ -75,6 +75,7 @@ class Builder:
         self.seconds = dict.fromkeys((*STAGES, "write"), 0.0)
         self.scores: dict[str, dict[str, float]] = {}
         self._truth: dict[str, dict] | None = None
+        self._extractor: Any = None  # segmentation's features model (V-JEPA 2), once needed
 
     def truth_path(self) -> Path:
         return Path(self.cfg.ground_truth or Path(self.cfg.input).parent / "ground_truth.jsonl")
@@ -143,7 +144,10 @@ class Builder:
                     self.scores[uid] = cached["score"]
             else:
                 todo.append((uid, source))
-        for (uid, _), result in zip(todo, segment_videos(todo, self.cfg.segment), strict=True):
+        if todo and self._extractor is None:  # loaded once per worker, not for every batch
+            self._extractor = build_extractor(self.cfg.segment)
+        results = segment_videos(todo, self.cfg.segment, self._extractor) if todo else []
+        for (uid, _), result in zip(todo, results, strict=True):
             if isinstance(result, StageError):
                 failures.append(result)
                 write_json_atomic(self._cache(uid, "segment"), {"failure": result.reason})

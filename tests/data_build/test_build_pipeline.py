@@ -163,6 +163,19 @@ def test_the_pipelined_build_writes_the_bytes_of_one_batch_at_a_time(synth, tmp_
     assert stage_threads() == [] and open_videos(synth) == []
 
 
+def test_the_segmentation_model_is_loaded_once_per_worker_not_per_batch(synth, tmp_path, monkeypatch):
+    """It was built for every batch: for V-JEPA 2 ViT-g, a checkpoint load per 8 videos."""
+    import data_build.run
+
+    built = []
+    real = data_build.run.build_extractor
+    monkeypatch.setattr(data_build.run, "build_extractor", lambda cfg: built.append(cfg) or real(cfg))
+    overrides = ["segment.features=vjepa2", "segment.model=tiny", "batch_videos=1", "samples_per_shard=2"]
+    with FakeChatServer(reply=reply) as server:
+        summary = run_build(served_config(synth / "manifest.jsonl", tmp_path / "out", server, *overrides))
+    assert summary["built"] == 2 and len(built) == 1  # 4 batches in 2 shards, one model
+
+
 class StageFailed(Action100MError):
     pass
 
