@@ -87,7 +87,9 @@ class RefineConfig:
     max_repairs: int = 2  # repair messages per round after an unusable reply
     keep_round_answers: KeepAnswers = KeepAnswers.full
     structured_output: bool = True  # send the JSON schema: vLLM enforces it, a local model decodes under it
-    in_flight: int = serving(0)  # nodes refined at once; 0: twice the HTTP concurrency, or all nodes
+    in_flight: int = serving(
+        0
+    )  # nodes refined at once; 0: twice the HTTP concurrency x replicas, or all nodes
     prompt: PromptConfig = field(default_factory=PromptConfig)
     rules: AnswerRules = field(default_factory=AnswerRules)
     llm: BackendConfig | None = None  # the model, for the builder to build; None in direct mode
@@ -375,7 +377,9 @@ class _Run:
         if inspect.iscoroutinefunction(getattr(self.llm, "acomplete", None)):
             call: _Call = self._request
             http = getattr(self.llm, "http", None)
-            limit = self.cfg.in_flight or (2 * http.concurrency if http is not None else 0)
+            # `concurrency` is per replica: twice what every replica runs at once keeps them all busy
+            replicas = len(getattr(self.llm, "replicas", None) or [None])
+            limit = self.cfg.in_flight or (2 * http.concurrency * replicas if http is not None else 0)
         else:
             batcher = call = _Batcher(self.llm, self.schema)
             limit = self.cfg.in_flight

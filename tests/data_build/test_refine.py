@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,6 +172,32 @@ def test_every_selected_node_gets_three_rounds_and_the_last_answer(tmp_path):
         assert all(node_named(record, name).annotation is None for name in ("A1", "B1", "B2a"))
         assert record.provenance.models["refine"] == "fake-model" and record.provenance.refine_rounds == 3
     assert len(list(tmp_path.glob("refine/*/v1/*.json"))) == 4
+
+
+def test_every_replica_gets_its_concurrency_of_nodes_in_flight():
+    """`http.concurrency` is per replica: the nodes in flight were twice one replica's, so three
+    replicas of concurrency 2 never had more than 4 requests between them."""
+    records = [small_record(f"v{i}") for i in range(4)]
+    most, done = [0], threading.Event()
+    with (
+        FakeChatServer(reply=good_reply, latency_s=0.2) as a,
+        FakeChatServer(reply=good_reply, latency_s=0.2) as b,
+        FakeChatServer(reply=good_reply, latency_s=0.2) as c,
+    ):
+
+        def watch() -> None:  # the requests in flight at all three at once
+            while not done.wait(0.005):
+                most[0] = max(most[0], a.in_flight + b.in_flight + c.in_flight)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with http_llm(a, base_urls=[a.base_url, b.base_url, c.base_url], concurrency=2) as llm:
+                result = refine_records(records, RefineConfig(rounds=1), llm)
+        finally:
+            done.set()
+            watcher.join()
+    assert result.annotated == 16 and most[0] == 6
 
 
 def test_refine_rounds_show_the_previous_answer_with_the_same_context():
