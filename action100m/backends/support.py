@@ -246,21 +246,18 @@ def check_transformers_route(route: Route) -> Route:
     settings: dict[str, Any] = {"device": "cpu"}
     if route.request in ("video", "images"):
         settings["video_input"] = route.request
-    backend = build_backend(
-        {
-            "interface": interface.get(route.request, "llm"),
-            "model": TINY_OF[route.architecture],
-            # an LLM's reply under the schema needs room to close its JSON
-            "generation": {"max_new_tokens": 4 if route.request in interface else 160},
-            "transformers": settings,
-        }
-    )
-    if route.request == "video" and getattr(backend.processor, "video_processor", None) is None:
-        # its processor would drop the `videos` it is given and answer from the text alone
-        name = type(backend.processor).__name__
-        return replace(
-            route, accepted=False, reason=f"{name} has no video processor: the clip would be dropped"
+    try:  # the backend refuses at start what the model cannot take (a video its processor would drop)
+        backend = build_backend(
+            {
+                "interface": interface.get(route.request, "llm"),
+                "model": TINY_OF[route.architecture],
+                # an LLM's reply under the schema needs room to close its JSON
+                "generation": {"max_new_tokens": 4 if route.request in interface else 160},
+                "transformers": settings,
+            }
         )
+    except BackendError as err:
+        return replace(route, accepted=False, reason=err.reason)
     generator = torch.Generator().manual_seed(0)
     frame = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=generator)
     if route.request == "image":

@@ -107,7 +107,7 @@ def test_a_request_the_model_cannot_take_is_refused():
     checked = check_transformers_route(route)
     assert (checked.accepted, checked.reason) == (
         False,
-        "MllamaProcessor has no video processor: the clip would be dropped",
+        "video_input=video: MllamaProcessor has no video processor; set video_input to images or auto",
     )
 
 
