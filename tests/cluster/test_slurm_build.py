@@ -28,6 +28,22 @@ def logs(folder: Path, job: str) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(folder.glob(f"build-{job}_*.out"))}
 
 
+def start_requeued(task: str, slurm_env: dict) -> None:
+    """Wait until `task` is pending after its first requeue, then let it start in 2 s: SLURM holds a
+    requeued job 2 min (hard-coded), and slurmd refuses a credential made in the second the previous
+    one was revoked ("Job credential revoked")."""
+    deadline = time.monotonic() + 60
+    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != (
+        "1",
+        "PENDING",
+    ):
+        assert time.monotonic() < deadline, job_info(task, slurm_env)
+        time.sleep(0.2)
+    subprocess.run(
+        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
+    )
+
+
 def test_a_demo_build_array_runs_on_the_cpu_partition_past_a_servers_file_it_does_not_need(
     slurm_env, tmp_path
 ):
@@ -102,28 +118,7 @@ def test_a_task_requeued_by_the_time_limit_signal_keeps_its_first_log(slurm_env,
         assert time.monotonic() < deadline, job_info(task, slurm_env)
         time.sleep(0.2)
     subprocess.run(["scancel", "--batch", "--signal=USR1", task], env=slurm_env, check=True, timeout=30)
-    deadline = time.monotonic() + 60
-    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != (
-        "1",
-        "PENDING",
-    ):
-        assert time.monotonic() < deadline, job_info(task, slurm_env)
-        time.sleep(0.2)
-    # SLURM holds a requeued job 2 min (hard-coded); start it in 2 s: slurmd refuses a credential made in
-    # the second the previous one was revoked ("Job credential revoked")
-    subprocess.run(
-        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
-    )
-    restarts = ("1", "PENDING")
-    deadline = time.monotonic() + 60
-    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != restarts:
-        assert time.monotonic() < deadline, job_info(task, slurm_env)
-        time.sleep(0.2)
-    # SLURM holds a requeued job a while; start it in 2 s (slurmd refuses a credential made in the
-    # second the previous one was revoked)
-    subprocess.run(
-        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
-    )
+    start_requeued(task, slurm_env)
     info = wait_job(task, slurm_env, timeout=90)
     text = log.read_text()
     assert (info["JobState"], info["Restarts"]) == ("FAILED", "1"), (info, text)
@@ -147,16 +142,7 @@ def test_a_task_whose_servers_stay_down_requeues_itself_then_stops_saying_so(slu
     (tmp_path / "out" / "servers.env").write_text("LLM_URL=http://127.0.0.1:9/v1\n")
     settings = dict(INPUT="m.jsonl", OUT="out", ARRAY_SIZE="1", MAX_REQUEUES="1", REQUEUE_DELAY="1")
     task = submit(slurm_env, tmp_path, PYTHON=str(python), **settings) + "_0"
-    restarts = ("1", "PENDING")
-    deadline = time.monotonic() + 60
-    while (job_info(task, slurm_env).get("Restarts"), job_info(task, slurm_env).get("JobState")) != restarts:
-        assert time.monotonic() < deadline, job_info(task, slurm_env)
-        time.sleep(0.2)
-    # SLURM holds a requeued job a while; start it in 2 s (slurmd refuses a credential made in the
-    # second the previous one was revoked)
-    subprocess.run(
-        ["scontrol", "update", f"JobId={task}", "StartTime=now+2"], env=slurm_env, check=True, timeout=30
-    )
+    start_requeued(task, slurm_env)
     info = wait_job(task, slurm_env, timeout=90)
     text = (tmp_path / "logs" / f"build-{task}.out").read_text()
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("FAILED", "3:0", "1"), (info, text)
