@@ -1,11 +1,14 @@
-"""The run of one build worker: `run_build` reads the input, checks it against the previous run's,
-and builds this partition's shards that are not done, each through `Builder` (open the videos,
-segment, caption, refine, write the samples) a batch of videos at a time, every stage's output read
-from or written to its per-video cache; the stages run in threads of their own, pipelined over the
-batches (data_build/pipeline.py), so segmentation goes on while the servers answer. A shard with retryable backend failures (its server down,
-overloaded or too slow) is not written: `run_build` raises `PendingFailures` naming the servers and
-counts, the entrypoint exits with `RETRY_EXIT`, and a rerun requests exactly what failed. Content
-failures are recorded in the shard's failures, which is then done.
+"""The run of one build worker: `run_build` reads the input, checks it against the previous run's
+and the hub files it needs against the cache, asks each backend one real request (the canary,
+data_build/canary.py), and builds this partition's shards that are not done, each through `Builder`
+(open the videos, segment, caption, refine, write the samples) a batch of videos at a time, every
+stage's output read from or written to its per-video cache. The stages run in threads of their own,
+pipelined over the batches (data_build/pipeline.py), so segmentation goes on while the servers
+answer. A shard with retryable backend failures (its server down, overloaded or too slow) is not
+written: `run_build` raises `PendingFailures` naming the servers and counts, the entrypoint exits with
+`RETRY_EXIT`, and a rerun requests exactly what failed. Content failures are recorded in the shard's
+failures, which is then done, unless one kind of them passes the failure-rate guard's share of a
+batch (data_build/guard.py): then the build stops and the rerun asks for them again.
 """
 
 from __future__ import annotations
