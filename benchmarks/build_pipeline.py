@@ -49,13 +49,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # data_build/ is not an installed package
 
 from action100m.backends import BackendConfig, GenerationConfig, HTTPConfig  # noqa: E402
-from action100m.config import CONFIG_DIR  # noqa: E402
+from action100m.config import load_config  # noqa: E402
 from action100m.synth.generate import generate_dataset  # noqa: E402
 from action100m.testing.fake_server import FakeChatServer, echo  # noqa: E402
 from data_build.cache import stage_hashes  # noqa: E402
@@ -122,28 +121,27 @@ class Servers:
 
 
 def build_config(manifest: Path, out: Path, args: argparse.Namespace, *overrides: str) -> BuildConfig:
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "build",
-            overrides=[
-                f"input={manifest}",
-                f"output={out}",
-                "segment.features=vjepa2",
-                "segment.model=tiny",
-                "segment.crop_size=64",
-                "caption.mode=models",
-                "caption.frames_per_segment=4",  # the fake server does not look at them
-                "caption.segment_frame_size=32",
-                "caption.image_short_side=32",
-                "refine.mode=llm",
-                "refine.rounds=3",  # the paper's
-                "sample_video.mode=none",
-                "progress=false",
-                f"samples_per_shard={args.videos}",
-                f"batch_videos={args.batch_videos}",
-                *overrides,
-            ],
-        )
+    cfg = load_config(
+        "build",
+        [
+            f"input={manifest}",
+            f"output={out}",
+            "segment.features=vjepa2",
+            "segment.model=tiny",
+            "segment.crop_size=64",
+            "caption.mode=models",
+            "caption.frames_per_segment=4",  # the fake server does not look at them
+            "caption.segment_frame_size=32",
+            "caption.image_short_side=32",
+            "refine.mode=llm",
+            "refine.rounds=3",  # the paper's
+            "sample_video.mode=none",
+            "progress=false",
+            f"samples_per_shard={args.videos}",
+            f"batch_videos={args.batch_videos}",
+            *overrides,
+        ],
+    )
     return OmegaConf.to_object(cfg)
 
 

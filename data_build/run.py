@@ -269,28 +269,40 @@ class Builder:
     def canary(self, entries: list[Entry]) -> None:
         """Each configured backend answers one real request, on the first readable video of `entries`,
         before any video is processed (data_build/canary.py); `CanaryFailed` if one does not."""
-        caption, refine = self.cfg.caption, self.cfg.refine
-        models, llm = caption.mode == "models", Mode(refine.mode) == Mode.llm
-        if not (models or llm):
+        roles = self._roles()
+        if not roles:
             return
         for entry in entries:
             for _, source in self.open_sources([entry], []):
                 uid = str(entry.video_uid)
                 try:
                     captions: dict[str, str] | None = {}
-                    if models:
-                        frame = self._backend("caption.frame_captioner", caption.frame_captioner)
-                        segment = self._backend("caption.segment_captioner", caption.segment_captioner)
-                        captions = check_captioners(uid, source, caption, frame, segment)
+                    if "caption.frame_captioner" in roles:
+                        frame = self._backend("caption.frame_captioner", roles["caption.frame_captioner"])
+                        segment = self._backend(
+                            "caption.segment_captioner", roles["caption.segment_captioner"]
+                        )
+                        captions = check_captioners(uid, source, self.cfg.caption, frame, segment)
                     if captions is None:
                         continue
-                    if llm:
-                        backend = self._backend("refine.llm", refine.llm)
-                        check_llm(uid, source.info.duration, refine, backend, captions)
+                    if "refine.llm" in roles:
+                        backend = self._backend("refine.llm", roles["refine.llm"])
+                        check_llm(uid, source.info.duration, self.cfg.refine, backend, captions)
                     return
                 finally:
                     source.close()
         # No readable video in this shard: nothing to ask with; the build records each video's failure.
+
+    def _roles(self) -> dict[str, Any]:
+        """The backend configs this build's stages call, by config key (None where one is missing)."""
+        caption, refine = self.cfg.caption, self.cfg.refine
+        roles = {}
+        if caption.mode == "models":
+            roles["caption.frame_captioner"] = caption.frame_captioner
+            roles["caption.segment_captioner"] = caption.segment_captioner
+        if Mode(refine.mode) == Mode.llm:
+            roles["refine.llm"] = refine.llm
+        return roles
 
     def refine(self, records: list[VideoRecord], failures: list[StageError]) -> None:
         start = time.perf_counter()
@@ -396,14 +408,7 @@ class Builder:
     def _build_backends(self) -> None:
         """The configured model backends, built before the stages' threads start: building a tiny
         model seeds torch's global random generator, which the segmentation's thread uses too."""
-        caption, refine = self.cfg.caption, self.cfg.refine
-        roles = {}
-        if caption.mode == "models":
-            roles["caption.frame_captioner"] = caption.frame_captioner
-            roles["caption.segment_captioner"] = caption.segment_captioner
-        if Mode(refine.mode) == Mode.llm:
-            roles["refine.llm"] = refine.llm
-        for role, backend_cfg in roles.items():
+        for role, backend_cfg in self._roles().items():
             if backend_cfg is not None:  # a missing one is reported where it is needed, as before
                 self._backend(role, backend_cfg)
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from action100m.config import CONFIG_DIR
+from action100m.config import load_config
 from action100m.synth.generate import generate_dataset
 from data_build.cache import stage_hashes
 from data_build.canary import CanaryFailed
@@ -34,20 +33,19 @@ def synth(tmp_path_factory) -> Path:
 
 def smoke_config(synth: Path, out: Path, server: str, *overrides: str):
     """build=cluster_smoke (synthetic captions, refinement through vLLM) against the session server."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "build",
-            overrides=[
-                f"input={synth / 'manifest.jsonl'}",
-                f"output={out}",
-                "build=cluster_smoke",
-                "progress=false",
-                f"refine.llm.model={NAME}",
-                f"refine.llm.http.base_url={server}",
-                "refine.llm.http.max_retries=0",
-                *overrides,
-            ],
-        )
+    cfg = load_config(
+        "build",
+        [
+            f"input={synth / 'manifest.jsonl'}",
+            f"output={out}",
+            "build=cluster_smoke",
+            "progress=false",
+            f"refine.llm.model={NAME}",
+            f"refine.llm.http.base_url={server}",
+            "refine.llm.http.max_retries=0",
+            *overrides,
+        ],
+    )
     return OmegaConf.to_object(cfg)
 
 
